@@ -47,6 +47,21 @@ class RopeScaling:
 
 
 @dataclass(frozen=True)
+class DisentangledAttention:
+    """DeBERTa's disentangled attention (He et al. 2021; transformers ``DebertaV2Config``).
+
+    Content and relative position are attended separately ("c2p": content-to-position,
+    "p2c": position-to-content) over one shared table of ``2 · relative_buckets`` relative
+    position embeddings.
+    """
+
+    pos_att_type: tuple[str, ...] = ("p2c", "c2p")
+    share_att_key: bool = True  # position keys/queries reuse the content key/query projections
+    norm_rel_ebd: bool = True  # a LayerNorm on the relative embeddings ("layer_norm")
+    position_biased_input: bool = False  # absolute position embeddings added to the input as well
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Every architecture fact the sheet and the engine need.
 
@@ -102,6 +117,7 @@ class ModelSpec:
     pooler: bool = False  # BERT-style tanh pooler on the first token
     # Attention.
     sliding_window: int | None = None
+    disentangled: DisentangledAttention | None = None  # DeBERTa-v2/v3
     # Free-form provenance: the source of the values (URL, paper).
     source: str = ""
     hf_model_type: str = ""  # the config.json model_type it came from, if any
@@ -199,6 +215,12 @@ def _validate(s: ModelSpec) -> None:
         raise SpecError(f"{where}sliding_window must be a positive integer or None; got {s.sliding_window!r}")
     if s.position == "rope" and s.rope_theta <= 0:
         raise SpecError(f"{where}rope_theta must be positive; got {s.rope_theta}")
+    if s.rope_scaling is not None:
+        kinds = RopeScalingKind.__args__  # type: ignore[attr-defined]
+        if s.rope_scaling.kind not in kinds:
+            raise SpecError(f"{where}rope_scaling.kind must be one of {', '.join(kinds)}; got {s.rope_scaling.kind!r}")
+        if s.rope_scaling.factor <= 0:
+            raise SpecError(f"{where}rope_scaling.factor must be positive; got {s.rope_scaling.factor}")
     if not 0 < s.rotary_fraction <= 1:
         raise SpecError(f"{where}rotary_fraction must be in (0, 1]; got {s.rotary_fraction}")
     if s.norm_eps <= 0:
@@ -257,6 +279,7 @@ def _rope(cfg: Mapping[str, Any], where: str) -> tuple[float, RopeScaling | None
     theta = float(params.get("rope_theta", cfg.get("rope_theta", scaling.get("rope_theta", 10000.0))))
     merged = {**scaling, **params}
     kind = merged.get("rope_type", merged.get("type", "default"))
+    kind = {"su": "longrope"}.get(kind, kind)  # Phi-3's early name for LongRoPE
     if kind in (None, "default"):
         return theta, None
     if kind not in RopeScalingKind.__args__:  # type: ignore[attr-defined]
@@ -312,13 +335,19 @@ def _distilbert(cfg: Mapping[str, Any], where: str, name: str) -> ModelSpec:
 
 def _deberta_v2(cfg: Mapping[str, Any], where: str, name: str) -> ModelSpec:
     req = _getter(cfg, where)
+    d = req("hidden_size")
+    if cfg.get("embedding_size") not in (None, d) or cfg.get("conv_kernel_size", 0):
+        raise SpecError(f"{where}: DeBERTa with embedding_size != hidden_size or a conv layer is not supported")
     buckets = cfg.get("position_buckets", -1)
     max_rel = cfg.get("max_relative_positions", -1)
     if max_rel < 1:
         max_rel = req("max_position_embeddings")
+    att = cfg.get("pos_att_type") or ()
+    if isinstance(att, str):  # published as "p2c|c2p"
+        att = [x.strip() for x in att.lower().split("|") if x.strip()]
     return ModelSpec(
         name=name, family="encoder", hf_model_type="deberta-v2",
-        d_model=req("hidden_size"), n_layers=req("num_hidden_layers"), n_heads=req("num_attention_heads"),
+        d_model=d, n_layers=req("num_hidden_layers"), n_heads=req("num_attention_heads"),
         d_ff=req("intermediate_size"), vocab_size=req("vocab_size"),
         max_positions=req("max_position_embeddings"),
         position="relative" if cfg.get("relative_attention") else "learned",
@@ -328,13 +357,12 @@ def _deberta_v2(cfg: Mapping[str, Any], where: str, name: str) -> ModelSpec:
         embedding_norm=True, final_norm=False,
         qkv_bias=True, out_bias=True, ffn_bias=True, norm_bias=True,
         type_vocab_size=cfg.get("type_vocab_size", 0), tied_embeddings=True,
-        extra={
-            "position_biased_input": cfg.get("position_biased_input", True),
-            "pos_att_type": tuple(cfg.get("pos_att_type") or ()),
-            "share_att_key": cfg.get("share_att_key", False),
-            "norm_rel_ebd": cfg.get("norm_rel_ebd", "none"),
-            "embedding_size": cfg.get("embedding_size"),
-        },
+        disentangled=DisentangledAttention(
+            pos_att_type=tuple(att),
+            share_att_key=bool(cfg.get("share_att_key", False)),
+            norm_rel_ebd="layer_norm" in str(cfg.get("norm_rel_ebd", "none")).lower(),
+            position_biased_input=bool(cfg.get("position_biased_input", True)),
+        ),
     )
 
 
@@ -357,7 +385,8 @@ def _t5(cfg: Mapping[str, Any], where: str, name: str) -> ModelSpec:
     req = _getter(cfg, where)
     proj = cfg.get("feed_forward_proj", "relu")
     gated = proj.startswith("gated-")
-    act = _activation(proj.removeprefix("gated-"), where)
+    # transformers runs "gated-gelu" (T5 v1.1, FLAN-T5) with the tanh approximation (gelu_new).
+    act = "gelu_tanh" if proj == "gated-gelu" else _activation(proj.removeprefix("gated-"), where)
     if gated and act not in ("gelu", "gelu_tanh"):
         raise SpecError(f"{where}: feed_forward_proj {proj!r} is not supported")
     n_layers = req("num_layers")
@@ -381,15 +410,15 @@ def _bart(cfg: Mapping[str, Any], where: str, name: str) -> ModelSpec:
     ):
         raise SpecError(f"{where}: encoder and decoder of different widths are not supported")
     d = req("d_model")
-    pre = bool(cfg.get("normalize_before", False))
+    # transformers' BART is post-LN with no final norm whatever normalize_before / add_final_layer_norm say
+    # (those keys are mBART's); the spec follows the model that actually runs.
     return ModelSpec(
         name=name, family="encoder-decoder", hf_model_type="bart",
         d_model=d, n_layers=req("decoder_layers"), n_encoder_layers=req("encoder_layers"),
         n_heads=req("encoder_attention_heads"), d_ff=req("encoder_ffn_dim"), vocab_size=req("vocab_size"),
         max_positions=req("max_position_embeddings"), position="learned", position_offset=2,
         activation=_activation(cfg.get("activation_function", "gelu"), where),
-        norm="layernorm", norm_placement="pre" if pre else "post", norm_eps=1e-5,
-        embedding_norm=True, final_norm=bool(cfg.get("add_final_layer_norm", False)),
+        norm="layernorm", norm_placement="post", norm_eps=1e-5, embedding_norm=True, final_norm=False,
         qkv_bias=True, out_bias=True, ffn_bias=True, norm_bias=True,
         embedding_scale=d**0.5 if cfg.get("scale_embedding") else 1.0,
         tied_embeddings=cfg.get("tie_word_embeddings", True),
@@ -403,14 +432,18 @@ def _llama_like(cfg: Mapping[str, Any], where: str, name: str) -> ModelSpec:
     window = cfg.get("sliding_window")
     if mt == "qwen2" and not cfg.get("use_sliding_window", False):
         window = None
-    n_experts = cfg.get("num_local_experts", 0) or 0
+    d, heads, head_dim = req("hidden_size"), req("num_attention_heads"), cfg.get("head_dim")
+    if head_dim is not None and head_dim * heads == d:
+        head_dim = None  # transformers 5 writes the derived d_model / n_heads back; keep the spec canonical
+    moe = mt == "mixtral"  # MixtralConfig defaults: 8 experts, top-2
+    n_experts = cfg.get("num_local_experts", 8 if moe else 0) or 0
     return ModelSpec(
         name=name, family="decoder", hf_model_type=mt,
-        d_model=req("hidden_size"), n_layers=req("num_hidden_layers"), n_heads=req("num_attention_heads"),
-        n_kv_heads=cfg.get("num_key_value_heads") or req("num_attention_heads"), head_dim=cfg.get("head_dim"),
+        d_model=d, n_layers=req("num_hidden_layers"), n_heads=heads,
+        n_kv_heads=cfg.get("num_key_value_heads") or heads, head_dim=head_dim,
         d_ff=req("intermediate_size"), vocab_size=req("vocab_size"),
         ffn_kind="swiglu", activation=_activation(cfg.get("hidden_act", "silu"), where),
-        n_experts=n_experts, experts_per_token=cfg.get("num_experts_per_tok", 0) if n_experts else 0,
+        n_experts=n_experts, experts_per_token=cfg.get("num_experts_per_tok", 2) if n_experts else 0,
         max_positions=req("max_position_embeddings"), position="rope", rope_theta=theta, rope_scaling=scaling,
         rotary_fraction=float(cfg.get("partial_rotary_factor", 1.0)),
         norm="rmsnorm", norm_placement="pre", norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
@@ -499,8 +532,9 @@ def from_gguf_metadata(
     n_experts = int(metadata.get(f"{arch}.expert_count", 0) or 0)
     window = metadata.get(f"{arch}.attention.sliding_window")
     tied = tensor_names is not None and "output.weight" not in tensor_names
+    model_type = "mixtral" if arch == "llama" and n_experts else arch  # llama.cpp files Mixtral under "llama"
     return ModelSpec(
-        name=name or str(metadata.get("general.name", arch)), family="decoder", hf_model_type=arch,
+        name=name or str(metadata.get("general.name", arch)), family="decoder", hf_model_type=model_type,
         d_model=d_model, n_layers=int(req("block_count")), n_heads=n_heads,
         n_kv_heads=int(metadata.get(f"{arch}.attention.head_count_kv", n_heads)),
         head_dim=int(head_dim) if head_dim and int(head_dim) != d_model // n_heads else None,
