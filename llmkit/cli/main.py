@@ -24,6 +24,11 @@ app = typer.Typer(
 
 # Command groups: (module under llmkit.cli, sub-command name or None for top-level commands).
 GROUPS: list[tuple[str, str | None]] = [
+    ("zoo", "zoo"),
+    ("pull", None),
+    ("calc", "calc"),
+    ("sheet", None),
+    ("advise", "advise"),
 ]
 
 
