@@ -1,6 +1,7 @@
 """Tokenizer throughput and BPE training time: llmkit against HF tokenizers and tiktoken, one thread.
 
     python benchmarks/tokenize.py [--mb 20] [--train-mb 5] [--json out.json]
+    python benchmarks/tokenize.py --only-unigram [--mb 5 --train-mb 2 --unigram-train-mb 2]
 
 Corpus: real text on this machine, ~``--mb`` MB: the Python standard library's sources (code,
 docstrings, comments) plus gettext translations (accented Latin, CJK, Cyrillic, Arabic), one
@@ -166,6 +167,30 @@ def bench_unigram(docs: list[str], train_docs: list[str], megabytes: float, voca
             "docs_equal_hf": sum(a == b for a, b in zip(ids_ours, ids_hf)), "docs": len(docs)}  # fmt: skip
 
 
+def bench_unigram_training(docs: list[str], vocab_size: int = 8000) -> dict:
+    """Unigram training, ours against sentencepiece's trainer (one thread) on the same lines; shared pieces."""
+    import io
+
+    import sentencepiece as spm
+
+    from llmkit.tokenize.train_unigram import UnigramTrainerConfig, train_unigram_pieces
+
+    lines = [line for d in docs for line in d.splitlines() if line.strip()]
+    start = time.perf_counter()
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=buf, model_type="unigram",
+                                   vocab_size=vocab_size, num_threads=1, minloglevel=2)  # fmt: skip
+    t_spm = time.perf_counter() - start
+    start = time.perf_counter()
+    ours = train_unigram_pieces(lines, UnigramTrainerConfig(vocab_size=vocab_size))
+    t_ours = time.perf_counter() - start
+    sp = spm.SentencePieceProcessor(model_proto=buf.getvalue())
+    theirs = {sp.id_to_piece(i) for i in range(3, sp.get_piece_size())}
+    shared = len(theirs & {p for p, _ in ours}) / len(theirs)
+    return {"vocab_size": vocab_size, "lines": len(lines), "sentencepiece_s": t_spm, "llmkit_s": t_ours,
+            "ratio": t_ours / t_spm, "shared_pieces": shared}  # fmt: skip
+
+
 def bench_training(docs: list[str], vocab_size: int) -> dict:
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import models, pre_tokenizers, trainers
@@ -190,7 +215,11 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=20.0, help="encode corpus size in MB")
     parser.add_argument("--train-mb", type=float, default=5.0, help="training corpus size in MB")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--only-unigram", action="store_true", help="run only the Unigram encode and training parts")
+    parser.add_argument("--unigram-train-mb", type=float, default=2.0, help="Unigram training corpus size in MB")
     args = parser.parse_args()
+    if args.only_unigram:
+        return unigram_only(args)
     docs = corpus(args.mb)
     mb = sum(len(d.encode()) for d in docs) / 1e6
     results = {"corpus_mb": mb, "bpe": bench_bpe(docs, mb), "wordpiece": bench_wordpiece(docs, mb)}
@@ -198,6 +227,7 @@ def main() -> None:
     results["train_mb"] = sum(len(d.encode()) for d in train_docs) / 1e6
     results["training"] = [bench_training(train_docs, v) for v in (8000, 32000)]
     results["unigram"] = bench_unigram(docs, train_docs, mb)
+    results["unigram_training"] = bench_unigram_training(corpus(args.unigram_train_mb))
     print(json.dumps(results, indent=1))
     b, w = results["bpe"], results["wordpiece"]
     print(f"\n| encode, 1 thread, {mb:.1f} MB | MB/s | vs HF | vs tiktoken |\n|---|---|---|---|")
@@ -213,6 +243,29 @@ def main() -> None:
     print(f"\n| BPE training, {results['train_mb']:.1f} MB | HF s | llmkit s | llmkit / HF | merges equal |\n|---|---|---|---|---|")
     for t in results["training"]:
         print(f"| {t['vocab_size']} | {t['hf_s']:.1f} | {t['llmkit_s']:.1f} | {t['ratio']:.2f} | {t['merges_equal']} |")
+    t = results["unigram_training"]
+    print("\n| Unigram training | sentencepiece s | llmkit s | llmkit / spm | shared pieces |\n|---|---|---|---|---|")
+    print(f"| {t['vocab_size']} | {t['sentencepiece_s']:.1f} | {t['llmkit_s']:.1f} | {t['ratio']:.1f} | {t['shared_pieces']:.3f} |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+def unigram_only(args) -> None:
+    """The Unigram rows alone: encode vs HF tokenizers, training vs sentencepiece."""
+    docs = corpus(args.mb)
+    mb = sum(len(d.encode()) for d in docs) / 1e6
+    train_docs = corpus(args.train_mb)
+    results = {"corpus_mb": mb, "unigram": bench_unigram(docs, train_docs, mb)}
+    uni_docs = corpus(args.unigram_train_mb)
+    results["unigram_train_mb"] = sum(len(d.encode()) for d in uni_docs) / 1e6
+    results["unigram_training"] = bench_unigram_training(uni_docs)
+    print(json.dumps(results, indent=1))
+    u, t = results["unigram"], results["unigram_training"]
+    print(f"\n| encode, 1 thread, {mb:.1f} MB | MB/s | vs HF | docs equal |\n|---|---|---|---|")
+    print(f"| HF tokenizers (Unigram {u['vocab_size']}, trained here) | {u['hf_mb_s']:.2f} | 1.00 | |")
+    print(f"| llmkit Unigram | {u['llmkit_mb_s']:.2f} | {u['vs_hf']:.2f} | {u['docs_equal_hf']}/{u['docs']} |")
+    print(f"\n| Unigram training, {results['unigram_train_mb']:.1f} MB | sentencepiece s | llmkit s | llmkit / spm | shared pieces |")
+    print(f"|---|---|---|---|---|\n| {t['vocab_size']} | {t['sentencepiece_s']:.1f} | {t['llmkit_s']:.1f} | {t['ratio']:.1f} | {t['shared_pieces']:.3f} |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

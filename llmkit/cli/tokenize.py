@@ -7,9 +7,9 @@ calls encode / decode, and prints a rich table, or JSON with ``--json`` / ``--js
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -26,7 +26,7 @@ def _load(source: str):
     return load_tokenizer(source)
 
 
-def _read_text(text: Optional[str], file: Optional[Path]) -> str:
+def _read_text(text: str | None, file: Path | None) -> str:
     if (text is None) == (file is None):
         raise LlmkitError("give the text to encode as an argument or with --file (one of them), or use --jsonl")
     if file is None:
@@ -45,10 +45,10 @@ def _encoding_json(enc) -> dict:
 
 @app.command()
 def encode(
-    text: Optional[str] = typer.Argument(None, help="Text to encode."),
+    text: str | None = typer.Argument(None, help="Text to encode."),
     tokenizer: str = typer.Option("smollm2", "--tokenizer", "-t", help=TOKENIZER_HELP),
-    file: Optional[Path] = typer.Option(None, "--file", "-f", help="Encode the whole file as one text."),
-    jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="One JSON string per line; one JSON object per line out."),
+    file: Path | None = typer.Option(None, "--file", "-f", help="Encode the whole file as one text."),
+    jsonl: Path | None = typer.Option(None, "--jsonl", help="One JSON string per line; one JSON object per line out."),
     no_special: bool = typer.Option(False, "--no-special", help="Leave out BOS/EOS/[CLS]/[SEP]."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: ids, tokens, offsets."),
 ) -> None:
@@ -125,7 +125,7 @@ def decode(
 def stats(
     files: list[Path] = typer.Argument(..., help="Text files (the corpus)."),
     tokenizer: str = typer.Option("smollm2", "--tokenizer", "-t", help=TOKENIZER_HELP),
-    price_per_1k: Optional[float] = typer.Option(None, "--price-per-1k", help="Price per 1K tokens, for the cost line."),
+    price_per_1k: float | None = typer.Option(None, "--price-per-1k", help="Price per 1K tokens, for the cost line."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Characters, bytes and words per token on a corpus, against the sheet's rules of thumb."""
@@ -162,32 +162,66 @@ def stats(
 def train(
     files: list[Path] = typer.Argument(..., help="Corpus text files."),
     output: Path = typer.Option(Path("tokenizer.json"), "--output", "-o", help="Where to write the tokenizer.json."),
-    vocab_size: int = typer.Option(8000, "--vocab-size", help="Vocabulary size, special tokens and the 256 bytes included."),
-    min_frequency: int = typer.Option(0, "--min-frequency", help="Stop when the best pair occurs fewer times."),
+    model: str = typer.Option("bpe", "--model", "-m", help="bpe (byte-level, as HF BpeTrainer), wordpiece, or unigram (as sentencepiece)."),
+    vocab_size: int = typer.Option(8000, "--vocab-size", help="Vocabulary size, special tokens (and the 256 bytes of BPE) included."),
+    min_frequency: int = typer.Option(0, "--min-frequency", help="BPE: stop when the best pair occurs fewer times."),
     special: list[str] = typer.Option([], "--special-token", help="A special token (repeat the option for more)."),
-    pretokenizer: str = typer.Option("gpt2", "--pretokenizer", help="gpt2, gpt2-digits (smollm), llama3 or qwen2."),
-    wordpiece: bool = typer.Option(False, "--wordpiece", help="Train BERT WordPiece (## continuations) instead."),
+    pretokenizer: str = typer.Option("gpt2", "--pretokenizer", help="BPE: gpt2, gpt2-digits (smollm), llama3 or qwen2."),
+    wordpiece: bool = typer.Option(False, "--wordpiece", help="Same as --model wordpiece."),
+    byte_fallback: bool = typer.Option(False, "--byte-fallback", help="Unigram: add the 256 <0xXX> byte pieces."),
 ) -> None:
-    """Train a byte-level BPE (merges equal to HF BpeTrainer's) or a WordPiece tokenizer; save tokenizer.json."""
+    """Train a tokenizer on text files and save it as tokenizer.json (BPE, WordPiece or Unigram)."""
+    import time
+
     from rich.progress import Progress
 
     from llmkit.tokenize import save_tokenizer_json
-    from llmkit.tokenize.train_bpe import (
-        BpeTrainerConfig,
-        train_byte_level_bpe,
-        train_wordpiece,
-    )
 
-    config = BpeTrainerConfig(vocab_size, min_frequency, tuple(special), True, pretokenizer)
+    kind = "wordpiece" if wordpiece else model.lower()
+    if kind not in ("bpe", "wordpiece", "unigram"):
+        raise LlmkitError(f"--model {model!r}: use bpe, wordpiece or unigram")
     texts = [_read_text(None, f) for f in files]
-    if wordpiece:
+    start = time.perf_counter()
+    if kind == "wordpiece":
+        from llmkit.tokenize.train_bpe import train_wordpiece
+
         tok = train_wordpiece(texts, vocab_size, tuple(special) or ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"), min_frequency)
-        save_tokenizer_json(tok, output)
-        print(f"wrote {output}: {tok.vocab_size} tokens (WordPiece)")
-        return
-    with Progress() as progress:
-        task = progress.add_task("merges", total=vocab_size)
-        tok = train_byte_level_bpe(texts, config, progress=lambda n: progress.update(task, completed=n))
-        progress.update(task, completed=vocab_size)
+        detail = "WordPiece"
+    elif kind == "unigram":
+        tok = _train_unigram(texts, vocab_size, tuple(special), byte_fallback)
+        detail = "Unigram"
+    else:
+        from llmkit.tokenize.train_bpe import BpeTrainerConfig, train_byte_level_bpe
+
+        config = BpeTrainerConfig(vocab_size, min_frequency, tuple(special), True, pretokenizer)
+        with Progress() as progress:
+            task = progress.add_task("merges", total=vocab_size)
+            tok = train_byte_level_bpe(texts, config, progress=lambda n: progress.update(task, completed=n))
+            progress.update(task, completed=vocab_size)
+        detail = f"{len(tok.model.merges)} merges"
     save_tokenizer_json(tok, output)
-    print(f"wrote {output}: {tok.vocab_size} tokens, {len(tok.model.merges)} merges")
+    print(f"wrote {output}: {tok.vocab_size} tokens ({detail}), trained in {time.perf_counter() - start:.1f} s")
+
+
+def _train_unigram(texts: list[str], vocab_size: int, special: tuple[str, ...], byte_fallback: bool):
+    """Sentences are the corpus lines; the bar follows the piece count down from the seed size to the target."""
+    from rich.progress import Progress
+
+    from llmkit.tokenize.train_unigram import UnigramTrainerConfig, train_unigram
+
+    specials = ("<unk>", "<s>", "</s>") + tuple(t for t in special if t not in ("<unk>", "<s>", "</s>"))
+    config = UnigramTrainerConfig(vocab_size, special_tokens=specials, byte_fallback=byte_fallback)
+    lines = [line for text in texts for line in text.splitlines()]
+    with Progress() as progress:
+        task = progress.add_task("EM + pruning", total=None)
+        seen: list[int] = []
+
+        def update(n_pieces: int) -> None:
+            seen.append(n_pieces)
+            goal = int(vocab_size * 1.1)
+            done = math.log(seen[0] / max(n_pieces, goal)) / math.log(seen[0] / goal) if seen[0] > goal else 1.0
+            progress.update(task, total=100, completed=100 * done, description=f"EM + pruning: {n_pieces:,} pieces")
+
+        tok = train_unigram(lines, config, progress=update)
+        progress.update(task, total=100, completed=100)
+    return tok

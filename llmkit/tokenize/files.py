@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from llmkit.tokenize.bpe import ByteLevelBPE, split_merge
+from llmkit.tokenize.bpe import ByteLevelBPE, CharBPE, split_merge
 from llmkit.tokenize.errors import TokenizerError
-from llmkit.tokenize.normalize import BertNormalizer
+from llmkit.tokenize.normalize import BertNormalizer, Metaspace
 from llmkit.tokenize.pretokenize import PRETOKENIZERS, get_pretokenizer
 from llmkit.tokenize.special import AddedToken
 from llmkit.tokenize.tokenizer import PostProcessor, Tokenizer
@@ -32,9 +32,11 @@ def from_gguf_metadata(metadata: Mapping[str, Any], pretokenizer: str | None = N
     transformers' GGUF loader does, which ignores SmolLM's digit splitting).
     """
     kind = _require(metadata, "tokenizer.ggml.model")
+    if kind == "llama":
+        return _sentencepiece_from_gguf(metadata)
     if kind != "gpt2":
         raise TokenizerError(
-            f"GGUF tokenizer model {kind!r} is not supported yet; llmkit reads byte-level BPE ('gpt2') vocabularies"
+            f"GGUF tokenizer model {kind!r} is not supported yet; llmkit reads 'gpt2' (byte-level BPE) and 'llama' (SentencePiece BPE)"
         )
     tokens = list(_require(metadata, "tokenizer.ggml.tokens"))
     merges = [split_merge(m, r) for r, m in enumerate(_require(metadata, "tokenizer.ggml.merges"))]
@@ -56,6 +58,53 @@ def from_gguf_metadata(metadata: Mapping[str, Any], pretokenizer: str | None = N
         suffix=(eos,) if metadata.get("tokenizer.ggml.add_eos_token", False) and eos is not None else (),
     )
     return Tokenizer(model, pre, added, post, "byte_level", bos_id=bos, eos_id=eos)
+
+
+def _sentencepiece_from_gguf(metadata: Mapping[str, Any]) -> Tokenizer:
+    """A SentencePiece-BPE vocabulary (``tokenizer.ggml.model = "llama"``: LLaMA-1/2, Mistral): scores, types, ``<0xXX>``.
+
+    llama.cpp's ``llm_tokenizer_spm`` merges the adjacent pair whose joined text is the
+    best-scored token; that is BPE with merges ranked by the merged token's score
+    (:func:`merges_from_scores`, as transformers' GGUF loader builds them), with byte fallback.
+    Spaces become ``▁`` and, with ``add_space_prefix``, one ``▁`` leads the text.
+    """
+    tokens = list(_require(metadata, "tokenizer.ggml.tokens"))
+    scores = [float(s) for s in metadata.get("tokenizer.ggml.scores") or [0.0] * len(tokens)]
+    types = list(metadata.get("tokenizer.ggml.token_type") or [TOKEN_NORMAL] * len(tokens))
+    if not len(tokens) == len(scores) == len(types):
+        raise TokenizerError(f"GGUF has {len(tokens)} tokens, {len(scores)} scores and {len(types)} token types; they must match")
+    if metadata.get("tokenizer.ggml.merges"):
+        merges = [split_merge(m, r) for r, m in enumerate(metadata["tokenizer.ggml.merges"])]
+    else:
+        merges = merges_from_scores(tokens, scores)
+    unk = _token_id(metadata, "tokenizer.ggml.unknown_token_id", len(tokens))
+    model = CharBPE(tokens, merges, tokens[unk] if unk is not None else None, byte_fallback=True, fuse_unk=True)
+    added = [AddedToken(t, i, special=typ == TOKEN_CONTROL) for i, (t, typ) in enumerate(zip(tokens, types))
+             if typ in (TOKEN_CONTROL, TOKEN_USER_DEFINED)]  # fmt: skip
+    scheme = "first" if metadata.get("tokenizer.ggml.add_space_prefix", True) else "never"
+    bos = _token_id(metadata, "tokenizer.ggml.bos_token_id", len(tokens))
+    eos = _token_id(metadata, "tokenizer.ggml.eos_token_id", len(tokens))
+    post = PostProcessor(
+        prefix=(bos,) if metadata.get("tokenizer.ggml.add_bos_token", True) and bos is not None else (),
+        suffix=(eos,) if metadata.get("tokenizer.ggml.add_eos_token", False) and eos is not None else (),
+    )
+    normalizer = Metaspace(prepend_scheme=scheme, split=False)
+    return Tokenizer(model, PRETOKENIZERS["none"], added, post, "sentencepiece", bos, eos, normalizer)
+
+
+def merges_from_scores(tokens: list[str], scores: list[float]) -> list[tuple[str, str]]:
+    """BPE merges implied by a scored vocabulary: every split ``a + b`` of a token, best-scored token first.
+
+    Ties keep vocabulary order (split pairs by their ids), then longer left parts first, as
+    transformers' ``generate_merges`` orders them.
+    """
+    vocab = {t: i for i, t in enumerate(tokens)}
+    merges: list[tuple[float, int, int, str, str]] = []
+    for token, score in zip(tokens, scores):
+        pairs = [(token[:k], token[k:]) for k in range(1, len(token)) if token[:k] in vocab and token[k:] in vocab]
+        merges += [(score, len(a), len(b), a, b) for a, b in sorted(pairs, key=lambda p: (vocab[p[0]], vocab[p[1]]))]
+    merges.sort(key=lambda m: m[:3], reverse=True)  # stable: equal keys keep their order
+    return [(a, b) for *_, a, b in merges]
 
 
 def _require(metadata: Mapping[str, Any], key: str) -> Any:

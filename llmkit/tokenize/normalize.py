@@ -10,7 +10,8 @@ came from, which is what offsets need. A test holds the two equal.
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import regex
 
@@ -26,6 +27,7 @@ _CJK = (
 )
 _CHINESE = regex.compile(f"([{_CJK}])")
 _NONSPACING_MARK = regex.compile(r"\p{Mn}")
+_MARK = regex.compile(r"\p{M}")  # Mn, Mc, Me: HF StripAccents' is_combining_mark
 
 
 @dataclass(frozen=True)
@@ -64,31 +66,104 @@ class BertNormalizer:
         return "".join(out), source
 
 
+PrependScheme = Literal["always", "first", "never"]
+
+
 @dataclass(frozen=True)
 class Metaspace:
-    """SentencePiece's space marker (HF ``Metaspace``): spaces become ``▁`` and, with prepend, one leads.
+    """SentencePiece's space marker (HF ``Metaspace``): spaces become ``▁`` and one ``▁`` may lead.
 
-    HF runs it as a pre-tokenizer; here it is the rewrite, and the ``metaspace`` pre-tokenizer
-    regex then cuts before every ``▁``. The prepended ``▁`` is aligned with the first character.
+    ``prepend_scheme``: ``always`` puts a ``▁`` in front of every text segment (between added
+    tokens), ``first`` only in front of the segment that starts the input (modern LLaMA / Mistral
+    ``tokenizer.json``), ``never`` not at all; nothing is put in front of text that starts with
+    ``▁``. HF runs it as a pre-tokenizer; here it is the rewrite, and with ``split`` the
+    ``metaspace`` pre-tokenizer then cuts before every ``▁`` (without it the segment is one piece).
+    The prepended ``▁`` is aligned with the first character.
     """
 
     replacement: str = "\u2581"
-    prepend: bool = True  # HF prepend_scheme "always"
+    prepend_scheme: PrependScheme = "always"
+    split: bool = True
+
+    def __post_init__(self):
+        if self.prepend_scheme not in ("always", "first", "never"):
+            raise TokenizerError(f"Metaspace prepend_scheme {self.prepend_scheme!r}: use always, first or never")
 
     @property
     def prepends(self) -> bool:
-        """Whether a ``▁`` is put in front (the decoder then drops it)."""
-        return self.prepend
+        """Whether a ``▁`` is put in front of the input (the decoder then drops it)."""
+        return self.prepend_scheme != "never"
+
+    def after_start(self) -> Metaspace:
+        """The rewrite for a segment that does not start the input (``first`` prepends nothing there)."""
+        return replace(self, prepend_scheme="never") if self.prepend_scheme == "first" else self
 
     def __call__(self, text: str) -> str:
         """The rewritten text."""
         text = text.replace(" ", self.replacement)
-        return self.replacement + text if self.prepend and text and not text.startswith(self.replacement) else text
+        return self.replacement + text if self.prepends and text and not text.startswith(self.replacement) else text
 
     def aligned(self, text: str) -> tuple[str, list[int]]:
         """The rewritten text and, per output character, the index of its input character."""
         out = self(text)
         return out, ([0] if len(out) > len(text) else []) + list(range(len(text)))
+
+
+UnicodeForm = Literal["NFC", "NFD", "NFKC", "NFKD"]
+_STARTER = regex.compile(r"\P{M}\p{M}*|\p{M}+")  # a character and the combining marks after it
+
+
+@dataclass(frozen=True)
+class UnicodeNormalizer:
+    """Unicode normal form ``form`` (HF ``NFC`` / ``NFD`` / ``NFKC`` / ``NFKD``; UAX #15)."""
+
+    form: UnicodeForm = "NFKC"
+
+    def __post_init__(self):
+        if self.form not in ("NFC", "NFD", "NFKC", "NFKD"):
+            raise TokenizerError(f"Unicode normal form {self.form!r}: use NFC, NFD, NFKC or NFKD")
+
+    def __call__(self, text: str) -> str:
+        """The text in normal form ``form``."""
+        return unicodedata.normalize(self.form, text)
+
+    def aligned(self, text: str) -> tuple[str, list[int]]:
+        """Normalized one base character + its marks at a time; each output character maps to the base."""
+        out: list[str] = []
+        source: list[int] = []
+        for m in _STARTER.finditer(text):
+            piece = unicodedata.normalize(self.form, m.group())
+            out.append(piece)
+            source += [m.start()] * len(piece)
+        return "".join(out), source
+
+
+@dataclass(frozen=True)
+class Lowercase:
+    """Lowercase each character (HF ``Lowercase``: Rust ``to_lowercase``, no final-sigma rule)."""
+
+    def __call__(self, text: str) -> str:
+        """The lowercased text."""
+        return _lower(text)
+
+    def aligned(self, text: str) -> tuple[str, list[int]]:
+        """Lowercased one character at a time (İ becomes two characters, both mapped to it)."""
+        out = [_lower(c) for c in text]
+        return "".join(out), [i for i, piece in enumerate(out) for _ in piece]
+
+
+@dataclass(frozen=True)
+class StripAccents:
+    """Remove combining marks (HF ``StripAccents``: drops \\p{M}; run NFD first to split accents off)."""
+
+    def __call__(self, text: str) -> str:
+        """The text without combining marks."""
+        return _MARK.sub("", text)
+
+    def aligned(self, text: str) -> tuple[str, list[int]]:
+        """The kept characters and their input indices."""
+        keep = [i for i, c in enumerate(text) if not _MARK.match(c)]
+        return "".join(text[i] for i in keep), keep
 
 
 @dataclass(frozen=True)
@@ -141,6 +216,10 @@ class NormalizerSequence:
     def prepends(self) -> bool:
         """Whether a step puts a ``▁`` in front."""
         return any(getattr(step, "prepends", False) for step in self.steps)
+
+    def after_start(self) -> NormalizerSequence:
+        """The steps for a segment that does not start the input (see :meth:`Metaspace.after_start`)."""
+        return NormalizerSequence(tuple(s.after_start() if hasattr(s, "after_start") else s for s in self.steps))
 
     def __call__(self, text: str) -> str:
         """The text after every step."""

@@ -80,6 +80,8 @@ class Tokenizer:
         self.added = AddedVocabulary(list(added))
         self._plain_added = AddedVocabulary([t for t in added if not t.special])  # matched when specials are text
         self.bos_id, self.eos_id, self.normalizer = bos_id, eos_id, normalizer
+        after_start = getattr(normalizer, "after_start", None)  # Metaspace "first": no ▁ after an added token
+        self._later_normalizer = after_start() if after_start else normalizer
         self.special_ids = frozenset(t.id for t in added if t.special)
         self._tokens = list(model.tokens)
         for t in added:  # added tokens beyond the model's vocabulary (HF tokenizer.json allows them)
@@ -126,13 +128,14 @@ class Tokenizer:
             if added_id is not None:
                 ids.append(added_id)
             else:
-                ids += self._encode_plain(text[start:end])
+                ids += self._encode_plain(text[start:end], start == 0)
         return self._post_process(ids) if add_special else ids
 
-    def _encode_plain(self, text: str) -> list[int]:
+    def _encode_plain(self, text: str, at_start: bool = True) -> list[int]:
         """Ids of text with no added token in it: normalize, cut into pieces, look each up."""
-        if self.normalizer is not None:
-            text = self.normalizer(text)
+        normalizer = self.normalizer if at_start else self._later_normalizer
+        if normalizer is not None:
+            text = normalizer(text)
         pieces = pretokenize(self.pretokenizer, text)
         return list(chain.from_iterable(map(self.model.cache.__getitem__, pieces)))
 
@@ -166,7 +169,8 @@ class Tokenizer:
                 offsets.append((start, end))
                 continue
             segment = text[start:end]
-            normal, source = self.normalizer.aligned(segment) if self.normalizer else (segment, None)
+            normalizer = self.normalizer if start == 0 else self._later_normalizer
+            normal, source = normalizer.aligned(segment) if normalizer else (segment, None)
             for s, e in pretokenize_spans(self.pretokenizer, normal):
                 piece = normal[s:e]
                 piece_ids = self.model.cache[piece]

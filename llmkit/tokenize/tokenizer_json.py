@@ -1,8 +1,10 @@
 """HF ``tokenizer.json``: load it into a :class:`Tokenizer`, and save one HF tokenizers loads back.
 
-Read: byte-level BPE and WordPiece models; the BertNormalizer; ByteLevel, Digits + ByteLevel,
-Split(regex) + ByteLevel and BertPreTokenizer pre-tokenizers; TemplateProcessing / BertProcessing
-post-processors; added tokens. Anything else is a :class:`TokenizerError` naming it.
+Read: byte-level BPE, byte-fallback BPE, WordPiece and Unigram models; the BertNormalizer, NFC /
+NFD / NFKC / NFKD, Lowercase, StripAccents, Prepend, Replace normalizers; ByteLevel, Digits +
+ByteLevel, Split(regex) + ByteLevel, BertPreTokenizer and Metaspace (prepend_scheme always / first
+/ never, split or not) pre-tokenizers; TemplateProcessing / BertProcessing post-processors; added
+tokens. Anything else is a :class:`TokenizerError` naming it.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from llmkit.tokenize.bpe import ByteLevelBPE, CharBPE, split_merge
 from llmkit.tokenize.errors import TokenizerError
 from llmkit.tokenize.normalize import (
     BertNormalizer,
+    Lowercase,
     Metaspace,
     NormalizerSequence,
     Prepend,
     Replace,
+    StripAccents,
+    UnicodeNormalizer,
 )
 from llmkit.tokenize.pretokenize import PRETOKENIZERS, Pretokenizer
 from llmkit.tokenize.special import AddedToken
@@ -71,7 +76,8 @@ def from_tokenizer_json(data: Mapping[str, Any]) -> Tokenizer:
     model_kind = data["model"].get("type")
     if model_kind == "BPE" and data["model"].get("byte_fallback"):
         model = _char_bpe_from_json(data["model"])
-        pre = _pretokenizer_from_json(data.get("pre_tokenizer"))
+        metaspace = (data.get("pre_tokenizer") or {}).get("type") == "Metaspace"  # read below
+        pre = PRETOKENIZERS["none"] if metaspace else _pretokenizer_from_json(data.get("pre_tokenizer"))
         decoder = _sentencepiece_decoder_from_json(data.get("decoder"))
     elif model_kind == "BPE":
         model = _bpe_from_json(data["model"])
@@ -84,15 +90,15 @@ def from_tokenizer_json(data: Mapping[str, Any]) -> Tokenizer:
     elif model_kind == "Unigram":
         model = _unigram_from_json(data["model"])
         pre = PRETOKENIZERS["metaspace"]
-        decoder = "metaspace"
+        decoder = "metaspace" if not model.byte_fallback else "sentencepiece"
     else:
         raise TokenizerError(f"tokenizer.json model type {model_kind!r} is not supported; llmkit reads BPE, WordPiece, Unigram")
     post = _post_processor_from_json(data.get("post_processor"), model.vocab, added)
     bos = post.prefix[0] if post.prefix else None
     eos = post.suffix[-1] if post.suffix else None
     normalizer = _normalizer_from_json(data.get("normalizer"))
-    if model_kind == "Unigram":
-        normalizer = _with_metaspace(normalizer, data.get("pre_tokenizer"))
+    if model_kind == "Unigram" or (data.get("pre_tokenizer") or {}).get("type") == "Metaspace":
+        normalizer, pre = _with_metaspace(normalizer, data.get("pre_tokenizer"))
     return Tokenizer(model, pre, added, post, decoder, bos_id=bos, eos_id=eos, normalizer=normalizer)
 
 
@@ -103,15 +109,19 @@ def _unigram_from_json(model: Mapping[str, Any]) -> Unigram:
     return Unigram([(p, s) for p, s in pieces], model.get("unk_id"), bool(model.get("byte_fallback")))
 
 
-def _with_metaspace(normalizer: BertNormalizer | None, pre: Mapping[str, Any] | None) -> Metaspace | NormalizerSequence:
-    """A Unigram's Metaspace pre-tokenizer as its rewrite step, after the normalizer."""
-    if not pre or pre.get("type") != "Metaspace" or not pre.get("split", True):
-        raise TokenizerError(f"Unigram pre-tokenizer {json.dumps(pre)[:200]} is not supported; llmkit reads Metaspace(split=true)")
-    scheme = pre.get("prepend_scheme", "always")
-    if scheme not in ("always", "never"):
-        raise TokenizerError(f"Metaspace prepend_scheme {scheme!r} is not supported yet; llmkit reads 'always' and 'never'")
-    metaspace = Metaspace(pre.get("replacement", "\u2581"), prepend=scheme == "always")
-    return metaspace if normalizer is None else NormalizerSequence((normalizer, metaspace))
+def _metaspace_from_json(pre: Mapping[str, Any]) -> Metaspace:
+    """HF's Metaspace pre-tokenizer as our rewrite step (``split`` then picks the pre-tokenizer)."""
+    scheme = pre.get("prepend_scheme", "always" if pre.get("add_prefix_space", True) else "never")
+    return Metaspace(pre.get("replacement", "\u2581"), prepend_scheme=scheme, split=bool(pre.get("split", True)))
+
+
+def _with_metaspace(normalizer, pre: Mapping[str, Any] | None) -> tuple[Metaspace | NormalizerSequence, Pretokenizer]:
+    """A Metaspace pre-tokenizer as its rewrite step after the normalizer, and the cutting it implies."""
+    if not pre or pre.get("type") != "Metaspace":
+        raise TokenizerError(f"pre-tokenizer {json.dumps(pre)[:200]} is not supported here; llmkit reads Metaspace")
+    metaspace = _metaspace_from_json(pre)
+    cut = PRETOKENIZERS["metaspace" if metaspace.split else "none"]
+    return (metaspace if normalizer is None else NormalizerSequence((normalizer, metaspace))), cut
 
 
 def _tokens_from_vocab(vocab: Any) -> list[str]:
@@ -150,6 +160,8 @@ def _merges(model: Mapping[str, Any]) -> list[tuple[str, str]]:
 def _sentencepiece_decoder_from_json(decoder: Mapping[str, Any] | None) -> str:
     """LLaMA-2's decoder (Replace ▁, ByteFallback, Fuse, Strip) is the one byte-fallback BPE decoder read."""
     steps = [d.get("type") for d in (decoder or {}).get("decoders", [])]
+    if (decoder or {}).get("type") == "Metaspace" or steps[:1] == ["Metaspace"]:
+        return "sentencepiece"  # ▁ -> space, <0xXX> runs -> UTF-8, the prepended space dropped
     if steps[:3] != ["Replace", "ByteFallback", "Fuse"]:
         raise TokenizerError(f"decoder {json.dumps(decoder)[:200]} is not supported for byte-fallback BPE")
     return "sentencepiece"
@@ -195,10 +207,16 @@ def _normalizer_from_json(normalizer: Mapping[str, Any] | None):
         return NormalizerSequence(tuple(_normalizer_from_json(n) for n in normalizer.get("normalizers", [])))
     if kind == "Prepend":
         return Prepend(normalizer["prepend"])
+    if kind in ("NFC", "NFD", "NFKC", "NFKD"):
+        return UnicodeNormalizer(kind)
+    if kind == "Lowercase":
+        return Lowercase()
+    if kind == "StripAccents":
+        return StripAccents()
     if kind == "Replace" and "String" in normalizer.get("pattern", {}):
         return Replace(normalizer["pattern"]["String"], normalizer["content"])
     if kind != "BertNormalizer":
-        raise TokenizerError(f"normalizer {json.dumps(normalizer)[:200]} is not supported; llmkit reads BertNormalizer, Prepend, Replace")
+        raise TokenizerError(f"normalizer {json.dumps(normalizer)[:200]} is not supported; llmkit reads BertNormalizer, NFC/NFD/NFKC/NFKD, Lowercase, StripAccents, Prepend, Replace")
     return BertNormalizer(
         clean_text=normalizer.get("clean_text", True),
         handle_chinese_chars=normalizer.get("handle_chinese_chars", True),
@@ -291,8 +309,12 @@ def _decoder_to_json(model: ByteLevelBPE | CharBPE | WordPiece | Unigram) -> dic
         space = {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "}
         strip = {"type": "Strip", "content": " ", "start": 1, "stop": 0}
         return {"type": "Sequence", "decoders": [space, {"type": "ByteFallback"}, {"type": "Fuse"}, strip]}
-    if isinstance(model, Unigram):
+    if isinstance(model, Unigram) and not model.byte_fallback:
         return {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True}
+    if isinstance(model, Unigram):
+        space = {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "}
+        strip = {"type": "Strip", "content": " ", "start": 1, "stop": 0}
+        return {"type": "Sequence", "decoders": [space, {"type": "ByteFallback"}, {"type": "Fuse"}, strip]}
     if isinstance(model, WordPiece):
         return {"type": "WordPiece", "prefix": model.prefix, "cleanup": True}
     return {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
@@ -313,6 +335,11 @@ def _without_metaspace(norm):
     return norm
 
 
+def _find_metaspace(norm) -> Metaspace | None:
+    steps = norm.steps if isinstance(norm, NormalizerSequence) else (norm,)
+    return next((s for s in steps if isinstance(s, Metaspace)), None)
+
+
 def _normalizer_to_json(norm) -> dict[str, Any] | None:
     if norm is None:
         return None
@@ -320,6 +347,10 @@ def _normalizer_to_json(norm) -> dict[str, Any] | None:
         return {"type": "Sequence", "normalizers": [_normalizer_to_json(n) for n in norm.steps]}
     if isinstance(norm, Prepend):
         return {"type": "Prepend", "prepend": norm.text}
+    if isinstance(norm, UnicodeNormalizer):
+        return {"type": norm.form}
+    if isinstance(norm, (Lowercase, StripAccents)):
+        return {"type": type(norm).__name__}
     if isinstance(norm, Replace):
         return {"type": "Replace", "pattern": {"String": norm.old}, "content": norm.new}
     if not isinstance(norm, BertNormalizer):
@@ -330,9 +361,10 @@ def _normalizer_to_json(norm) -> dict[str, Any] | None:
 
 def _pretokenizer_to_json(pre: Pretokenizer, normalizer=None) -> dict[str, Any] | None:
     byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
-    if pre.name == "metaspace":
-        scheme = "always" if getattr(normalizer, "prepends", False) else "never"
-        return {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": scheme, "split": True}
+    metaspace = _find_metaspace(normalizer)
+    if metaspace is not None:
+        return {"type": "Metaspace", "replacement": metaspace.replacement, "prepend_scheme": metaspace.prepend_scheme,
+                "split": metaspace.split}  # fmt: skip
     if pre.name == "bert":
         return {"type": "BertPreTokenizer"}
     if pre.name == "none":

@@ -134,3 +134,24 @@ def test_train_wordpiece(capsys, tmp_path):
     text = "the lazy fox, unaffable"
     _, out, _ = run(["tokenize", "encode", "-t", str(out_path), "--json", text], capsys)
     assert json.loads(out)["ids"] == Tokenizer.from_file(str(out_path)).encode(text).ids
+
+
+def test_train_unigram_reports_time_and_loads_in_hf(capsys, tmp_path):
+    from tokenizers import Tokenizer
+
+    from tests.tokenize.tokenizer_corpus import english
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(english(60_000), encoding="utf-8")
+    out_path = tmp_path / "uni.json"
+    code, out, _ = run(["tokenize", "train", str(corpus), "-o", str(out_path), "--model", "unigram", "--vocab-size", "500"], capsys)
+    assert code == 0 and "500 tokens (Unigram), trained in" in out
+    text = "Cannot open the file: permission denied"
+    _, out, _ = run(["tokenize", "encode", "-t", str(out_path), "--json", "--no-special", text], capsys)
+    assert json.loads(out)["ids"] == Tokenizer.from_file(str(out_path)).encode(text).ids
+
+
+def test_train_unknown_model_is_a_clear_error(capsys, tmp_path):
+    (tmp_path / "c.txt").write_text("abc")
+    code, _, err = run(["tokenize", "train", str(tmp_path / "c.txt"), "--model", "wordlevel"], capsys)
+    assert code == 2 and "use bpe, wordpiece or unigram" in err

@@ -21,7 +21,8 @@ def test_control_and_user_defined_tokens_are_matched_whole(smollm2_metadata):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"tokenizer.ggml.model": "llama"}, "tokenizer model 'llama' is not supported"),
+        ({"tokenizer.ggml.model": "t5"}, "tokenizer model 't5' is not supported"),
+        ({"tokenizer.ggml.model": "llama", "tokenizer.ggml.scores": [0.0]}, "49152 tokens, 1 scores"),
         ({"tokenizer.ggml.pre": "mystery"}, "unknown pre-tokenizer 'mystery'"),
         ({"tokenizer.ggml.merges": ["Ġ t", "Ġt"]}, "merge 1 is 'Ġt'; a merge is two tokens"),
         ({"tokenizer.ggml.merges": ["Ġ t", "Ġ ☃"]}, "merge 1 .* not in the vocabulary"),

@@ -75,7 +75,7 @@ def test_bert_pretokenizer_equals_hf_on_stable_code_points():
 def test_pretokenizers_equal_hf_on_real_text(name, real_text):
     """(HF's Metaspace also rewrites spaces to ▁; ours cuts the rewritten text, of the same length.)"""
     hf, pre = hf_pretokenizer(name), PRETOKENIZERS[name]
-    rewrite = Metaspace(prepend=False) if name == "metaspace" else str
+    rewrite = Metaspace(prepend_scheme="never") if name == "metaspace" else str
     for text in real_text.values():
         text = text[:100_000]
         assert pretokenize_spans(pre, rewrite(text)) == [span for _, span in hf.pre_tokenize_str(text)]
