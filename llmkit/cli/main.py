@@ -29,6 +29,8 @@ GROUPS: list[tuple[str, str | None]] = [
     ("calc", "calc"),
     ("sheet", None),
     ("advise", "advise"),
+    ("generate", None),
+    ("tokenize", "tokenize"),
 ]
 
 
