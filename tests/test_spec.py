@@ -14,7 +14,7 @@ from llmkit import zoo
 from llmkit.calc.params import count_params
 from llmkit.errors import LlmkitError
 from llmkit.spec import ModelSpec, RopeScaling, SpecError, from_gguf_metadata, from_hf_config
-from llmkit.zoo.gguf_meta import read_gguf_header
+from llmkit.io.gguf_header import read_gguf_header
 
 BASE = dict(name="t", family="decoder", d_model=64, n_layers=2, n_heads=4, vocab_size=100, d_ff=128)
 
@@ -234,7 +234,7 @@ def test_config_files_and_directories(tmp_path, minilm_dir):
 
 # -- from_gguf_metadata on the real SmolLM2 GGUF ---------------------------------------------------------
 # The header is read with llmkit's pure-Python reader, itself checked field by field against gguf's
-# GGUFReader in tests/zoo/test_gguf_meta.py (GGUFReader takes ~13 s on this file; it runs once there).
+# GGUFReader in tests/io/test_gguf.py (GGUFReader takes ~13 s on this file; it runs once there).
 
 
 @pytest.fixture(scope="module")

@@ -47,9 +47,10 @@ def unknown(field: str, value: object, allowed: Sequence[str]) -> LlmkitError:
 
 @dataclass(frozen=True)
 class GGMLType:
-    """One GGUF tensor type: ``block_size`` weights are stored in ``type_size`` bytes."""
+    """One GGUF tensor type: its id in the file; ``block_size`` weights are stored in ``type_size`` bytes."""
 
     name: str
+    id: int
     block_size: int
     type_size: int
 
@@ -59,23 +60,34 @@ class GGMLType:
         return self.type_size * 8 / self.block_size
 
 
-# (name, block_size, type_size) from ggml-common.h; Q8_1 as gguf-py has it (an intermediate type).
+QK_K = 256  # super-block size of the K-quants
+
+# (name, id, block_size, type_size) from ggml.h (enum ggml_type) and ggml-common.h (block structs);
+# Q8_1 as gguf-py has it (an intermediate type). The one table: the engine's dequantizers
+# (llmkit.quant.ggml) and the GGUF reader take their geometry from here.
 GGML_TYPES: dict[str, GGMLType] = {
-    name: GGMLType(name, block, size)
-    for name, block, size in (
-        ("F32", 1, 4), ("F16", 1, 2), ("BF16", 1, 2), ("F64", 1, 8),
-        ("I8", 1, 1), ("I16", 1, 2), ("I32", 1, 4), ("I64", 1, 8),
-        ("Q4_0", 32, 18), ("Q4_1", 32, 20), ("Q5_0", 32, 22), ("Q5_1", 32, 24),
-        ("Q8_0", 32, 34), ("Q8_1", 32, 40),
-        ("Q2_K", 256, 84), ("Q3_K", 256, 110), ("Q4_K", 256, 144), ("Q5_K", 256, 176),
-        ("Q6_K", 256, 210), ("Q8_K", 256, 292),
-        ("IQ1_S", 256, 50), ("IQ1_M", 256, 56), ("IQ2_XXS", 256, 66), ("IQ2_XS", 256, 74),
-        ("IQ2_S", 256, 82), ("IQ3_XXS", 256, 98), ("IQ3_S", 256, 110),
-        ("IQ4_NL", 32, 18), ("IQ4_XS", 256, 136),
-        ("TQ1_0", 256, 54), ("TQ2_0", 256, 66),
-        ("MXFP4", 32, 17), ("NVFP4", 64, 36), ("Q1_0", 128, 18),
+    name: GGMLType(name, type_id, block, size)
+    for name, type_id, block, size in (
+        ("F32", 0, 1, 4), ("F16", 1, 1, 2), ("BF16", 30, 1, 2), ("F64", 28, 1, 8),
+        ("I8", 24, 1, 1), ("I16", 25, 1, 2), ("I32", 26, 1, 4), ("I64", 27, 1, 8),
+        ("Q4_0", 2, 32, 2 + 16), ("Q4_1", 3, 32, 2 + 2 + 16), ("Q5_0", 6, 32, 2 + 4 + 16),
+        ("Q5_1", 7, 32, 2 + 2 + 4 + 16), ("Q8_0", 8, 32, 2 + 32), ("Q8_1", 9, 32, 4 + 4 + 32),
+        ("Q2_K", 10, QK_K, 2 + 2 + QK_K // 16 + QK_K // 4),
+        ("Q3_K", 11, QK_K, 2 + QK_K // 4 + QK_K // 8 + 12),
+        ("Q4_K", 12, QK_K, 2 + 2 + QK_K // 2 + 12),
+        ("Q5_K", 13, QK_K, 2 + 2 + QK_K // 2 + QK_K // 8 + 12),
+        ("Q6_K", 14, QK_K, 2 + QK_K // 2 + QK_K // 4 + QK_K // 16),
+        ("Q8_K", 15, QK_K, 4 + QK_K + QK_K // 8),
+        ("IQ2_XXS", 16, QK_K, 2 + QK_K // 4), ("IQ2_XS", 17, QK_K, 2 + QK_K // 4 + QK_K // 32),
+        ("IQ3_XXS", 18, QK_K, 2 + QK_K // 4 + QK_K // 8), ("IQ1_S", 19, QK_K, 2 + QK_K // 8 + QK_K // 16),
+        ("IQ4_NL", 20, 32, 2 + 16), ("IQ3_S", 21, QK_K, 2 + QK_K // 4 + QK_K // 8 + QK_K // 32 + 4),
+        ("IQ2_S", 22, QK_K, 2 + QK_K // 4 + QK_K // 16), ("IQ4_XS", 23, QK_K, 2 + 2 + QK_K // 2 + QK_K // 64),
+        ("IQ1_M", 29, QK_K, QK_K // 8 + QK_K // 16 + QK_K // 32),
+        ("TQ1_0", 34, QK_K, 2 + 4 * 13), ("TQ2_0", 35, QK_K, 2 + 64),
+        ("MXFP4", 39, 32, 1 + 16), ("NVFP4", 40, 64, 4 + 32), ("Q1_0", 41, 128, 2 + 16),
     )
 }
+GGML_TYPE_IDS: dict[int, GGMLType] = {t.id: t for t in GGML_TYPES.values()}
 
 
 def ggml_type(name: str) -> GGMLType:

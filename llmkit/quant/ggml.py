@@ -20,66 +20,11 @@ from typing import Callable
 
 import torch
 
+from llmkit.calc.formats import GGML_TYPE_IDS, GGML_TYPES, QK_K, GGMLType
 from llmkit.errors import LlmkitError
 
-QK_K = 256  # super-block size of the K-quants
 
 
-@dataclass(frozen=True)
-class GGMLType:
-    """A GGML tensor type: its id in the file and its block geometry (weights per block, bytes per block)."""
-
-    name: str
-    id: int
-    block_size: int
-    type_size: int
-
-    @property
-    def bits_per_weight(self) -> float:
-        return 8 * self.type_size / self.block_size
-
-
-# Every type id a GGUF file may name (ggml.h ``enum ggml_type``), dequantizable or not.
-GGML_TYPES: dict[int, GGMLType] = {
-    t.id: t
-    for t in (
-        GGMLType("F32", 0, 1, 4),
-        GGMLType("F16", 1, 1, 2),
-        GGMLType("Q4_0", 2, 32, 2 + 16),
-        GGMLType("Q4_1", 3, 32, 2 + 2 + 16),
-        GGMLType("Q5_0", 6, 32, 2 + 4 + 16),
-        GGMLType("Q5_1", 7, 32, 2 + 2 + 4 + 16),
-        GGMLType("Q8_0", 8, 32, 2 + 32),
-        GGMLType("Q8_1", 9, 32, 4 + 4 + 32),
-        GGMLType("Q2_K", 10, QK_K, 2 + 2 + QK_K // 16 + QK_K // 4),
-        GGMLType("Q3_K", 11, QK_K, 2 + QK_K // 4 + QK_K // 8 + 12),
-        GGMLType("Q4_K", 12, QK_K, 2 + 2 + QK_K // 2 + 12),
-        GGMLType("Q5_K", 13, QK_K, 2 + 2 + QK_K // 2 + QK_K // 8 + 12),
-        GGMLType("Q6_K", 14, QK_K, 2 + QK_K // 2 + QK_K // 4 + QK_K // 16),
-        GGMLType("Q8_K", 15, QK_K, 4 + QK_K + QK_K // 8),
-        GGMLType("IQ2_XXS", 16, QK_K, 2 + QK_K // 4),
-        GGMLType("IQ2_XS", 17, QK_K, 2 + QK_K // 4 + QK_K // 32),
-        GGMLType("IQ3_XXS", 18, QK_K, 2 + QK_K // 4 + QK_K // 8),
-        GGMLType("IQ1_S", 19, QK_K, 2 + QK_K // 8 + QK_K // 16),
-        GGMLType("IQ4_NL", 20, 32, 2 + 16),
-        GGMLType("IQ3_S", 21, QK_K, 2 + QK_K // 4 + QK_K // 8 + QK_K // 32 + 4),
-        GGMLType("IQ2_S", 22, QK_K, 2 + QK_K // 4 + QK_K // 16),
-        GGMLType("IQ4_XS", 23, QK_K, 2 + 2 + QK_K // 2 + QK_K // 64),
-        GGMLType("I8", 24, 1, 1),
-        GGMLType("I16", 25, 1, 2),
-        GGMLType("I32", 26, 1, 4),
-        GGMLType("I64", 27, 1, 8),
-        GGMLType("F64", 28, 1, 8),
-        GGMLType("IQ1_M", 29, QK_K, QK_K // 8 + QK_K // 16 + QK_K // 32),
-        GGMLType("BF16", 30, 1, 2),
-        GGMLType("TQ1_0", 34, QK_K, 2 + 4 * 13),
-        GGMLType("TQ2_0", 35, QK_K, 2 + 64),
-        GGMLType("MXFP4", 39, 32, 1 + 16),
-        GGMLType("NVFP4", 40, 64, 4 + 32),
-        GGMLType("Q1_0", 41, 128, 2 + 16),
-    )
-}
-GGML_TYPE_BY_NAME: dict[str, GGMLType] = {t.name: t for t in GGML_TYPES.values()}
 
 Blocks = torch.Tensor  # (n_blocks, type_size) uint8
 DequantizeBlocks = Callable[[Blocks], torch.Tensor]
@@ -108,7 +53,7 @@ def block_format(name: str) -> Callable[[DequantizeBlocks], DequantizeBlocks]:
     """Register ``fn`` as the block decoder of GGML type ``name`` (geometry from GGML_TYPES)."""
 
     def register(fn: DequantizeBlocks) -> DequantizeBlocks:
-        BLOCK_FORMATS[name] = BlockFormat(GGML_TYPE_BY_NAME[name], fn)
+        BLOCK_FORMATS[name] = BlockFormat(GGML_TYPES[name], fn)
         return fn
 
     return register
@@ -381,9 +326,9 @@ def dequantize_q6_k(blocks: Blocks) -> torch.Tensor:
 
 def ggml_type(kind: str | int) -> GGMLType:
     """The GGMLType named ``kind`` (``"Q4_1"``) or with id ``kind`` (3)."""
-    found = GGML_TYPES.get(kind) if isinstance(kind, int) else GGML_TYPE_BY_NAME.get(str(kind).upper())
+    found = GGML_TYPE_IDS.get(kind) if isinstance(kind, int) else GGML_TYPES.get(str(kind).upper())
     if found is None:
-        raise LlmkitError(f"unknown GGML tensor type {kind!r} (known: {', '.join(GGML_TYPE_BY_NAME)})")
+        raise LlmkitError(f"unknown GGML tensor type {kind!r} (known: {', '.join(GGML_TYPES)})")
     return found
 
 

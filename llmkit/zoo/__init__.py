@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 from llmkit.errors import LlmkitError
 from llmkit.spec import ModelSpec, from_gguf_metadata, from_hf_config
-from llmkit.zoo.gguf_meta import read_gguf_header
+from llmkit.io.gguf_header import read_gguf_header
 
 
 class ZooError(LlmkitError):

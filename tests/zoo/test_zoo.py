@@ -8,7 +8,7 @@ import pytest
 
 from llmkit import zoo
 from llmkit.spec import SpecError, from_gguf_metadata
-from llmkit.zoo.gguf_meta import GGUFError, read_gguf_header
+from llmkit.io.gguf_header import GGUFError, read_gguf_header
 
 # The rows of the sheet's tables in sections 1, 2 and 6, as the sheet prints them.
 SHEET_ROWS = {
