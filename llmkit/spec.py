@@ -399,7 +399,9 @@ def _t5(cfg: Mapping[str, Any], where: str, name: str) -> ModelSpec:
         relative_max_distance=cfg.get("relative_attention_max_distance", 128),
         ffn_kind="geglu" if gated else "mlp", activation=act,
         norm="rmsnorm", norm_placement="pre", norm_eps=float(cfg.get("layer_norm_epsilon", 1e-6)),
-        tied_embeddings=cfg.get("tie_word_embeddings", True),
+        # transformers 5 saves T5 v1.1 / FLAN-T5 as tie_word_embeddings=true + scale_decoder_outputs=false;
+        # the untied head (and no d_model**-0.5 rescale) is what scale_decoder_outputs=false means.
+        tied_embeddings=bool(cfg.get("scale_decoder_outputs", cfg.get("tie_word_embeddings", True))),
     )
 
 

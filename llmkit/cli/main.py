@@ -31,6 +31,7 @@ GROUPS: list[tuple[str, str | None]] = [
     ("advise", "advise"),
     ("generate", None),
     ("tokenize", "tokenize"),
+    ("plot", "plot"),
 ]
 
 

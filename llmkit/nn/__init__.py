@@ -1,9 +1,10 @@
 """Building blocks and the one model class, all configured by a ModelSpec.
 
-``norm`` (RMSNorm, LayerNorm), ``position`` (RoPE), ``attention`` (scaled dot-product,
-MHA/GQA/MQA), ``ffn`` (MLP, SwiGLU), ``block`` (pre-norm block), ``model`` (Transformer).
+``norm`` (RMSNorm, LayerNorm), ``position`` (sinusoidal, T5 buckets, ALiBi, RoPE ...), ``attention``
+(scaled dot-product, MHA/GQA/MQA, masks, cross-attention), ``ffn`` (MLP, GLU, MoE), ``block``
+(pre- or post-norm block), ``model`` (Transformer: encoder, decoder, encoder-decoder).
 """
 
-from llmkit.nn.model import Transformer
+from llmkit.nn.model import BoundDecoder, EncoderOutput, Transformer
 
-__all__ = ["Transformer"]
+__all__ = ["BoundDecoder", "EncoderOutput", "Transformer"]
