@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -36,22 +35,54 @@ def _load(model: str, precision: str, need_chat: bool):
     return loaded
 
 
+SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "min_p", "typical_p", "seed")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _early_stopping(value: str | None):
+    if value is None:
+        return None
+    table = {"true": True, "false": False, "never": "never"}
+    if value.lower() not in table:
+        raise LlmkitError(f"--early-stopping must be true, false or never; got {value!r}")
+    return table[value.lower()]
+
+
+def preset_settings(name: str) -> dict:
+    """The GenerationConfig settings of a sheet preset (llmkit.advise.PRESETS)."""
+    from llmkit.advise import PRESETS
+
+    if name not in PRESETS:
+        raise LlmkitError(f"--preset must be one of {', '.join(PRESETS)}; got {name!r}")
+    p = PRESETS[name]
+    if not p.do_sample:
+        return {"num_beams": p.num_beams, "no_repeat_ngram_size": p.no_repeat_ngram_size or None,
+                    "length_penalty": p.length_penalty}
+    return {"do_sample": True, "temperature": p.temperature, "top_p": p.top_p, "top_k": p.top_k or None}
+
+
 def generation_config(
-    greedy: bool, do_sample: bool, temperature: Optional[float], top_k: Optional[int], top_p: Optional[float],
-    seed: Optional[int], max_new_tokens: int, stop: list[str],
+    greedy: bool, do_sample: bool, temperature: float | None, top_k: int | None, top_p: float | None,
+    seed: int | None, max_new_tokens: int, stop: list[str], preset: str | None = None, **more,
 ):
-    """The GenerationConfig the flags describe: sampling when asked for or when any sampling flag is given."""
+    """The GenerationConfig the flags describe: a preset's settings, overridden by explicit flags; sampling when
+    asked for or when any sampling flag is given (contrastive search when --penalty-alpha is)."""
     from llmkit.generate.config import GenerationConfig
 
-    sampling_flags = [f for f, v in (("--temperature", temperature), ("--top-k", top_k), ("--top-p", top_p),
-                                     ("--seed", seed)) if v is not None]
-    if greedy and (do_sample or sampling_flags):
-        raise LlmkitError(f"--greedy cannot be combined with {', '.join(sampling_flags) or '--do-sample'}")
-    return GenerationConfig(
-        max_new_tokens=max_new_tokens, do_sample=do_sample or bool(sampling_flags),
-        temperature=1.0 if temperature is None else temperature, top_k=top_k, top_p=top_p, seed=seed,
-        stop=tuple(stop),
-    )
+    given = {k: v for k, v in dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, **more).items()
+             if v is not None}
+    sampling_flags = [_flag(k) for k in SAMPLING_FLAGS if k in given]
+    if greedy and (do_sample or sampling_flags or preset):
+        raise LlmkitError(f"--greedy cannot be combined with {', '.join(sampling_flags) or ('--preset' if preset else '--do-sample')}")
+    settings = preset_settings(preset) if preset else {}
+    settings.update(given)
+    contrastive = given.get("penalty_alpha") is not None
+    if do_sample or (sampling_flags and not contrastive and settings.get("num_beams", 1) == 1):
+        settings["do_sample"] = True
+    return GenerationConfig(max_new_tokens=max_new_tokens, stop=tuple(stop), **settings)
 
 
 def _stream(text: str) -> None:
@@ -59,38 +90,101 @@ def _stream(text: str) -> None:
     sys.stdout.flush()
 
 
+def _prompts(prompt: list[str], prompts_file: str | None) -> list[str]:
+    texts = list(prompt)
+    if prompts_file is not None:
+        try:
+            with open(prompts_file, encoding="utf-8") as f:
+                texts += [line.rstrip("\n") for line in f if line.strip()]
+        except OSError as e:
+            raise LlmkitError(f"--prompts-file {prompts_file}: {e.strerror}") from None
+    if not texts:
+        raise LlmkitError("give a prompt: --prompt TEXT (repeatable) or --prompts-file FILE")
+    return texts
+
+
 def generate_command(
-    prompt: str = typer.Option(..., "--prompt", "-p", help="The prompt text."),
+    prompt: list[str] = typer.Option([], "--prompt", "-p", help="The prompt text (repeat for a batch)."),
+    prompts_file: str | None = typer.Option(None, "--prompts-file", help="A file with one prompt per line (a batch)."),
     model: str = typer.Option("smollm2", "--model", "-m", help=MODEL_HELP),
     chat: bool = typer.Option(False, "--chat", help="Wrap the prompt in the model's chat template."),
-    system: Optional[str] = typer.Option(None, "--system", help="System prompt (with --chat)."),
+    system: str | None = typer.Option(None, "--system", help="System prompt (with --chat)."),
+    preset: str | None = typer.Option(None, "--preset", help="factual, code, balanced, creative or translation "
+                                         "(the sheet's settings; explicit flags override them)."),
     greedy: bool = typer.Option(False, "--greedy", help="Always take the most likely token (the default)."),
     do_sample: bool = typer.Option(False, "--do-sample", help="Sample instead of greedy decoding."),
-    temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature T > 0."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="Sample among the k most likely tokens."),
-    top_p: Optional[float] = typer.Option(None, "--top-p", help="Sample from the smallest set with mass >= p."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the sampling generator."),
+    temperature: float | None = typer.Option(None, "--temperature", help="Sampling temperature T > 0."),
+    top_k: int | None = typer.Option(None, "--top-k", help="Sample among the k most likely tokens (contrastive: k candidates)."),
+    top_p: float | None = typer.Option(None, "--top-p", help="Sample from the smallest set with mass >= p."),
+    min_p: float | None = typer.Option(None, "--min-p", help="Drop tokens below min_p x the top probability."),
+    typical_p: float | None = typer.Option(None, "--typical-p", help="Locally typical sampling mass."),
+    repetition_penalty: float | None = typer.Option(None, "--repetition-penalty", help="CTRL penalty (> 1 discourages repeats)."),
+    no_repeat_ngram_size: int | None = typer.Option(None, "--no-repeat-ngram-size", help="Never repeat an n-gram of this size."),
+    num_beams: int | None = typer.Option(None, "--num-beams", help="Beam search with this many beams."),
+    length_penalty: float | None = typer.Option(None, "--length-penalty", help="Beam score = sum log p / length ** this."),
+    early_stopping: str | None = typer.Option(None, "--early-stopping", help="Beam search: true, false or never."),
+    num_return_sequences: int | None = typer.Option(None, "--num-return-sequences", help="Sequences returned (beams or samples)."),
+    penalty_alpha: float | None = typer.Option(None, "--penalty-alpha", help="Contrastive search's degeneration penalty (with --top-k)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the sampling generator."),
+    draft: str | None = typer.Option(None, "--draft", help="Speculative decoding draft: int8, int4, layers:N or a model path."),
+    num_assistant_tokens: int | None = typer.Option(None, "--num-assistant-tokens", help="Tokens drafted per step (default 5)."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens", "-n", help="Most tokens to generate."),
     stop: list[str] = typer.Option([], "--stop", help="Stop when the text contains this string (repeatable)."),
     precision: str = typer.Option(FASTEST_PRECISION, "--precision", help=PRECISION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of streaming."),
 ) -> None:
-    """Generate text from a prompt, streaming it token by token."""
+    """Generate text from a prompt, streaming it token by token (greedy, sampling, beam, contrastive, speculative)."""
     from llmkit.generate.chat import conversation, encode_chat
-    from llmkit.generate.loop import generate
+    from llmkit.generate.loop import generate, generate_batch
 
     if system is not None and not chat:
         raise LlmkitError("--system needs --chat (a system prompt belongs to a chat template)")
-    config = generation_config(greedy, do_sample, temperature, top_k, top_p, seed, max_new_tokens, stop)
+    texts = _prompts(prompt, prompts_file)
+    config = generation_config(
+        greedy, do_sample, temperature, top_k, top_p, seed, max_new_tokens, stop, preset, min_p=min_p,
+        typical_p=typical_p, repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
+        num_beams=num_beams, length_penalty=length_penalty, early_stopping=_early_stopping(early_stopping),
+        num_return_sequences=num_return_sequences, penalty_alpha=penalty_alpha,
+        num_assistant_tokens=num_assistant_tokens,
+    )
+    if draft is not None:
+        from llmkit.generate.speculative import draft_layers
+
+        draft_layers(draft)  # a malformed layers:N fails before the model loads
+        if config.strategy in ("beam", "contrastive") or len(texts) > 1:
+            raise LlmkitError("--draft (speculative decoding) works with greedy or sampling on one prompt")
     loaded = _load(model, precision, chat)
     if chat:
-        ids = encode_chat(loaded.tokenizer, loaded.chat_template, conversation(prompt, system))
+        ids = [encode_chat(loaded.tokenizer, loaded.chat_template, conversation(t, system)) for t in texts]
     else:
-        ids = loaded.tokenizer.encode(prompt, add_special=True)
-    result = generate(loaded.model, loaded.tokenizer, ids, config, on_text=None if as_json else _stream)
+        ids = [loaded.tokenizer.encode(t, add_special=True) for t in texts]
+    if len(ids) > 1:
+        if config.strategy not in ("greedy", "sample") or config.num_return_sequences > 1:
+            raise LlmkitError("several prompts are batched with greedy or sampling only; give one prompt for "
+                              "beam or contrastive search or several sequences")
+        results = generate_batch(loaded.model, loaded.tokenizer, ids, config)
+        if as_json:
+            print(json.dumps({"results": [r.to_json() for r in results]}, ensure_ascii=False))
+        else:
+            for text, r in zip(texts, results):
+                print(f"--- {text}\n{r.text}")
+        return
+    draft_model = None
+    if draft is not None:
+        from llmkit.generate.speculative import make_draft
+
+        with err.status(f"preparing the draft ({draft})…"):
+            draft_model = make_draft(loaded.model, draft)
+    streaming = not as_json and config.strategy != "beam" and config.num_return_sequences == 1
+    result = generate(loaded.model, loaded.tokenizer, ids[0], config, on_text=_stream if streaming else None,
+                      draft=draft_model)
     if as_json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
         return
+    if not streaming:
+        for i, s in enumerate(result.sequences):
+            score = f" (score {s.score:.3f})" if s.score is not None else ""
+            print(f"--- sequence {i + 1}{score}\n{s.text}" if len(result.sequences) > 1 else s.text, end="\n" if len(result.sequences) > 1 else "")
     print()
     err.print(
         f"[dim]{result.prompt_tokens} prompt tokens, {len(result.token_ids)} new ({result.finish_reason}); "
@@ -100,11 +194,11 @@ def generate_command(
 
 def chat_command(
     model: str = typer.Option("smollm2", "--model", "-m", help=MODEL_HELP),
-    system: Optional[str] = typer.Option(None, "--system", help="System prompt."),
-    temperature: Optional[float] = typer.Option(None, "--temperature", help="Sample with temperature T (default greedy)."),
-    top_k: Optional[int] = typer.Option(None, "--top-k"),
-    top_p: Optional[float] = typer.Option(None, "--top-p"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
+    system: str | None = typer.Option(None, "--system", help="System prompt."),
+    temperature: float | None = typer.Option(None, "--temperature", help="Sample with temperature T (default greedy)."),
+    top_k: int | None = typer.Option(None, "--top-k"),
+    top_p: float | None = typer.Option(None, "--top-p"),
+    seed: int | None = typer.Option(None, "--seed"),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", "-n", help="Most tokens per reply."),
     precision: str = typer.Option(FASTEST_PRECISION, "--precision", help=PRECISION_HELP),
 ) -> None:

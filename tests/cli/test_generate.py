@@ -10,7 +10,7 @@ import pytest
 from llmkit import hub
 from llmkit.cli.main import main
 
-JSON_KEYS = {"text", "token_ids", "prompt_tokens", "prefill_tokens_per_second", "tokens_per_second"}
+JSON_KEYS = {"text", "token_ids", "prompt_tokens", "prefill_tokens_per_second", "tokens_per_second", "sequences"}
 
 
 def _run(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -64,6 +64,12 @@ def test_missing_model_names_the_pull_command(tmp_path, monkeypatch, capsys):
     (["--system", "be nice"], "--system needs --chat"),
     (["--precision", "fp8"], "--precision must be one of"),
     (["--top-p", "1.5"], "top_p must be in"),
+    (["--num-beams", "2", "--num-return-sequences", "3"], "cannot exceed num_beams"),
+    (["--preset", "wild"], "--preset must be one of"),
+    (["--greedy", "--preset", "creative"], "--greedy cannot be combined"),
+    (["--early-stopping", "maybe"], "--early-stopping must be"),
+    (["--draft", "layers:x"], "layers:N needs an integer"),
+    (["--num-beams", "2", "--draft", "int8"], "--draft (speculative decoding) works with"),
 ])
 def test_bad_flags_are_one_line_errors(smollm2_gguf, capsys, flags, message):
     code, _, err = _run(["generate", "--model", str(smollm2_gguf), "--prompt", "x", *flags], capsys)
@@ -76,3 +82,66 @@ def test_chat_reset_and_exit(smollm2_gguf, capsys, monkeypatch):
     assert code == 0
     assert "conversation forgotten" in err
     assert out.count("> ") == 4  # three prompts answered or handled, then /exit
+
+
+_LOADED: dict = {}
+
+
+@pytest.fixture
+def loaded_once(monkeypatch):
+    """Flag tests load the model once for the module (loading itself is covered above)."""
+    import llmkit.load
+
+    real = llmkit.load.load
+
+    def load(source, precision="fp32"):
+        key = (str(source), precision)
+        if key not in _LOADED:
+            _LOADED[key] = real(source, precision)
+        return _LOADED[key]
+
+    monkeypatch.setattr(llmkit.load, "load", load)
+
+
+def _json(args: list[str], capsys) -> dict:
+    code, out, err = _run(args, capsys)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_beam_search_returns_scored_sequences(smollm2_gguf, capsys, loaded_once):
+    result = _json(["generate", "--model", str(smollm2_gguf), "--prompt", "The capital of France is", "-n", "6",
+                    "--num-beams", "3", "--num-return-sequences", "2", "--no-repeat-ngram-size", "2",
+                    "--length-penalty", "0.8", "--early-stopping", "true", "--json"], capsys)
+    assert len(result["sequences"]) == 2 and result["token_ids"] == result["sequences"][0]["token_ids"]
+    assert result["sequences"][0]["score"] >= result["sequences"][1]["score"]
+
+
+def test_speculative_greedy_flag_gives_the_greedy_tokens(smollm2_gguf, capsys, loaded_once):
+    base = ["generate", "--model", str(smollm2_gguf), "--prompt", "Water boils at", "-n", "10", "--json"]
+    plain = _json(base, capsys)["token_ids"]
+    assert _json(base + ["--draft", "layers:10", "--num-assistant-tokens", "3"], capsys)["token_ids"] == plain
+
+
+def test_preset_contrastive_and_batch_flags(smollm2_gguf, capsys, loaded_once):
+    base = ["generate", "--model", str(smollm2_gguf), "-n", "5", "--json"]
+    creative = _json(base + ["--prompt", "A poem:", "--preset", "creative", "--seed", "1", "--min-p", "0.05",
+                             "--typical-p", "0.95", "--repetition-penalty", "1.1"], capsys)
+    assert len(creative["token_ids"]) <= 5
+    contrastive = _json(base + ["--prompt", "A poem:", "--penalty-alpha", "0.6", "--top-k", "4"], capsys)
+    assert len(contrastive["token_ids"]) <= 5
+    batch = _json(base + ["--prompt", "Hi", "--prompt", "The three primary colors are"], capsys)
+    assert [r["prompt_tokens"] for r in batch["results"]] == [1, 5]
+
+
+def test_generation_config_from_flags():
+    from llmkit.advise import PRESETS
+    from llmkit.cli.generate import generation_config
+
+    translation = generation_config(False, False, None, None, None, None, 8, [], "translation")
+    assert translation.strategy == "beam" and translation.num_beams == PRESETS["translation"].num_beams
+    assert translation.no_repeat_ngram_size == PRESETS["translation"].no_repeat_ngram_size
+    creative = generation_config(False, False, 0.5, None, None, None, 8, [], "creative")
+    assert creative.do_sample and creative.temperature == 0.5 and creative.top_p == PRESETS["creative"].top_p
+    contrastive = generation_config(False, False, None, 4, None, None, 8, [], None, penalty_alpha=0.6)
+    assert contrastive.strategy == "contrastive"

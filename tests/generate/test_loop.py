@@ -13,8 +13,8 @@ from llmkit.io.hf import llama_state_dict
 from llmkit.load import build_model
 from llmkit.spec import from_hf_config
 
-TINY = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=64)
+TINY = {"vocab_size": 128, "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "max_position_embeddings": 64}
 
 
 @pytest.fixture(scope="module", params=["llama", "qwen2"])
@@ -74,3 +74,48 @@ def test_held_back_keeps_a_possible_stop_prefix():
     assert held_back("Hello U", ("User:", "Um")) == 1
     assert held_back("Hello", ("User:",)) == 0
     assert held_back("Hello", ()) == 0
+
+
+# -- batches of different-length prompts on the real model ----------------------------------------
+
+from llmkit.generate.loop import decode_batch, generate, generate_batch, left_pad
+
+BATCH_TEXTS = ["Hi", "The three primary colors are", "def add(a, b):\n    return",
+               "Once upon a time, in a small village by the sea, there lived an old fisherman who"]
+
+
+def test_left_pad_masks_the_padding():
+    ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
+def test_batched_generation_equals_one_at_a_time_on_smollm2(smollm2):
+    prompts = [smollm2.tokenizer.encode(t, add_special=False) for t in BATCH_TEXTS]
+    assert len({len(p) for p in prompts}) == len(prompts)  # all different lengths
+    config = GenerationConfig(max_new_tokens=24, eos_ids=(smollm2.tokenizer.eos_id,))
+    batched = decode_batch(smollm2.model, prompts, config, (smollm2.tokenizer.eos_id,))
+    assert batched == [list(decode_tokens(smollm2.model, p, config)) for p in prompts]
+
+
+def test_each_row_stops_on_its_own(tiny_llama):
+    _, model = tiny_llama
+    prompts = [[1, 2, 3], [4, 5, 6, 7, 8]]
+    free = decode_batch(model, prompts, GenerationConfig(max_new_tokens=12))
+    eos = free[0][3]  # the first row's 4th token becomes EOS: that row stops there, the other goes on
+    got = decode_batch(model, prompts, GenerationConfig(max_new_tokens=12), (eos,))
+    assert got[0] == free[0][:4]
+    cut = free[1].index(eos) + 1 if eos in free[1] else len(free[1])
+    assert got[1] == free[1][:cut]
+
+
+def test_generate_batch_and_sampled_sequences_return_texts(smollm2):
+    tok = smollm2.tokenizer
+    results = generate_batch(smollm2.model, tok, [tok.encode(t, add_special=False) for t in BATCH_TEXTS[:2]],
+                             GenerationConfig(max_new_tokens=6))
+    assert [r.text for r in results] == [tok.decode(list(r.token_ids)) for r in results]
+    sampled = generate(smollm2.model, tok, tok.encode("Name an animal:", add_special=False),
+                       GenerationConfig(max_new_tokens=6, do_sample=True, num_return_sequences=3, seed=1))
+    assert len(sampled.sequences) == 3 and sampled.to_json()["sequences"][0]["token_ids"] == list(sampled.token_ids)
+    beams = generate(smollm2.model, tok, tok.encode("Name an animal:", add_special=False),
+                     GenerationConfig(max_new_tokens=6, num_beams=3, num_return_sequences=2))
+    assert len(beams.sequences) == 2 and beams.sequences[0].score >= beams.sequences[1].score
