@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from llmkit.cli.main import main
 from llmkit.cli.plot import record_attention, self_attention_layers
 from llmkit.errors import LlmkitError
 from llmkit.load import load
@@ -17,18 +16,10 @@ from llmkit.viz import attention_picture
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def _run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
-def test_plot_positions_writes_four_pngs(tmp_path, capsys):
-    code, out, _ = _run(["plot", "positions", "--out", str(tmp_path), "--json"], capsys)
+def test_plot_positions_writes_four_pngs(cli, tmp_path):
+    code, out, _ = cli(["plot", "positions", "--out", str(tmp_path), "--json"])
     assert code == 0
     files = json.loads(out)["files"]
     assert [f.rsplit("/", 1)[-1] for f in files] == ["sinusoidal.png", "rope.png", "alibi.png", "t5_buckets.png"]
@@ -63,6 +54,6 @@ def test_recorded_attention_is_the_models_own(smollm2, tmp_path):
         record_attention(smollm2, "x", smollm2.spec.n_layers)
 
 
-def test_plot_attention_bad_model_is_one_line_error(tmp_path, capsys):
-    code, _, err = _run(["plot", "attention", "--model", str(tmp_path / "nope.gguf"), "--prompt", "hi"], capsys)
+def test_plot_attention_bad_model_is_one_line_error(cli, tmp_path):
+    code, _, err = cli(["plot", "attention", "--model", str(tmp_path / "nope.gguf"), "--prompt", "hi"])
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
