@@ -51,18 +51,20 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
-def speculative_rows(lm, prompts, new: int, k: int, drafts: list[str]) -> list[dict]:
-    """Plain greedy vs speculative greedy per draft: same tokens, acceptance, tokens/s ratio."""
-    config = GenerationConfig(max_new_tokens=new, eos_ids=(), num_assistant_tokens=k)
+def speculative_rows(lm, prompts, new: int, ks: list[int], drafts: list[str]) -> list[dict]:
+    """Plain greedy vs speculative greedy per draft and k: same tokens, acceptance, tokens/s ratio."""
+    config = GenerationConfig(max_new_tokens=new, eos_ids=())
     plain, plain_s = timed(lambda: [list(decode_tokens(lm.model, p, config)) for p in prompts])
     rows = [{"method": "greedy", "tokens_per_second": new * len(prompts) / plain_s}]
     for name in drafts:
         draft = make_draft(lm.model, name)
         list(speculative_tokens(lm.model, draft, prompts[0], GenerationConfig(max_new_tokens=4, eos_ids=())))  # warm
-        stats = Acceptance()
-        got, s = timed(lambda d=draft, st=stats: [list(speculative_tokens(lm.model, d, p, config, st)) for p in prompts])
-        rows.append({"method": f"speculative draft={name} k={k}", "tokens_per_second": new * len(prompts) / s,
-                     "speedup": plain_s / s, "acceptance": stats.rate, "same_output": got == plain})
+        for k in ks:
+            stats, spec = Acceptance(), GenerationConfig(max_new_tokens=new, eos_ids=(), num_assistant_tokens=k)
+            got, s = timed(lambda d=draft, st=stats, c=spec: [list(speculative_tokens(lm.model, d, p, c, st))
+                                                              for p in prompts])
+            rows.append({"method": f"speculative draft={name} k={k}", "tokens_per_second": new * len(prompts) / s,
+                         "speedup": plain_s / s, "acceptance": stats.rate, "same_output": got == plain})
     return rows
 
 
@@ -92,7 +94,7 @@ def beam_rows(lm, prompts, new: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--new", type=int, default=64, help="new tokens per prompt")
-    parser.add_argument("--k", type=int, default=4, help="num_assistant_tokens")
+    parser.add_argument("--k", default="4,8", help="num_assistant_tokens values, comma-separated")
     parser.add_argument("--precision", default="fp32", help="the target's precision")
     parser.add_argument("--drafts", default="int8,int4,layers:20")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: on a shared 2-core machine a "
@@ -104,7 +106,8 @@ def main() -> None:
     prompts = [lm.tokenizer.encode(t, add_special=True) for t in PROMPTS]
     result = {"model": "SmolLM2-135M-Instruct", "target_precision": args.precision, "threads": torch.get_num_threads(),
               "new_tokens": args.new}
-    result["speculative"] = speculative_rows(lm, prompts[:2], args.new, args.k, args.drafts.split(","))
+    ks = [int(k) for k in args.k.split(",")]
+    result["speculative"] = speculative_rows(lm, prompts[:2], args.new, ks, args.drafts.split(","))
     print(json.dumps(result["speculative"]), flush=True)
     result["batching"] = batch_rows(lm, prompts, min(args.new, 32))
     print(json.dumps(result["batching"]), flush=True)

@@ -44,22 +44,34 @@ class LoadedModel:
     path: Path
 
 
-def build_model(spec: ModelSpec, state_dict: dict[str, torch.Tensor], precision: Precision = "fp32") -> torch.nn.Module:
-    """A Transformer(spec) in eval mode holding ``state_dict``, at ``precision`` (built on meta: no random init)."""
+def build_model(spec: ModelSpec, state_dict: dict[str, Any], precision: Precision = "fp32") -> torch.nn.Module:
+    """A Transformer(spec) in eval mode holding ``state_dict``, at ``precision`` (built on meta: no random init).
+
+    Entries of ``state_dict`` may be io.gguf.PackedTensor (a GGUF matrix kept as stored): those become
+    packed layers directly, never a float copy (quant.linear.quantize_linears).
+    """
     import torch
 
+    from llmkit.io.gguf import PackedTensor
     from llmkit.nn import Transformer
 
     if precision not in PRECISIONS:
         raise LlmkitError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    packed = {k: v for k, v in state_dict.items() if isinstance(v, PackedTensor)}
+    if packed and precision == "fp32":
+        raise LlmkitError("packed GGUF tensors need a quantized precision (int8, int4); fp32 takes float weights")
     with torch.device("meta"):
         model = Transformer(spec)
-    model.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True, assign=True)
+    dense = {k: v.float() for k, v in state_dict.items() if k not in packed}
+    missing, unexpected = model.load_state_dict(dense, strict=False, assign=True)
+    if unexpected or set(missing) - set(packed):
+        raise LlmkitError(f"the weights do not fit {spec.name!r}: missing {sorted(set(missing) - set(packed))[:5]}, "
+                          f"unexpected {sorted(unexpected)[:5]}")
     model.init_buffers()
     if precision != "fp32":
         from llmkit.quant.linear import quantize_linears
 
-        quantize_linears(model, precision)
+        quantize_linears(model, precision, packed)
     return model.eval().requires_grad_(False)
 
 
@@ -130,9 +142,11 @@ def load_gguf(path: Path, precision: Precision) -> LoadedModel:
     from llmkit.io.gguf import llama_state_dict, open_gguf
     from llmkit.tokenize import from_gguf_metadata
 
+    from llmkit.quant.linear import kept_ggml_types
+
     gguf = open_gguf(path)
     spec = gguf.spec()
-    model = build_model(spec, llama_state_dict(gguf), precision)
+    model = build_model(spec, llama_state_dict(gguf, keep=kept_ggml_types(precision)), precision)
     template = chat.from_gguf_metadata(gguf.metadata) if gguf.metadata.get("tokenizer.chat_template") else None
     return LoadedModel(model, spec, from_gguf_metadata(gguf.metadata), template, path)
 

@@ -115,6 +115,7 @@ class ModelSpec:
     embedding_scale: float = 1.0  # multiplier on token embeddings (BART scale_embedding: sqrt(d))
     type_vocab_size: int = 0  # BERT token types (segments)
     pooler: bool = False  # BERT-style tanh pooler on the first token
+    decoder_start_id: int | None = None  # encoder-decoders: the token the decoder starts from (config.json)
     # Attention.
     sliding_window: int | None = None
     disentangled: DisentangledAttention | None = None  # DeBERTa-v2/v3
@@ -402,6 +403,7 @@ def _t5(cfg: Mapping[str, Any], where: str, name: str) -> ModelSpec:
         # transformers 5 saves T5 v1.1 / FLAN-T5 as tie_word_embeddings=true + scale_decoder_outputs=false;
         # the untied head (and no d_model**-0.5 rescale) is what scale_decoder_outputs=false means.
         tied_embeddings=bool(cfg.get("scale_decoder_outputs", cfg.get("tie_word_embeddings", True))),
+        decoder_start_id=cfg.get("decoder_start_token_id", cfg.get("pad_token_id", 0)),
     )
 
 
@@ -424,6 +426,7 @@ def _bart(cfg: Mapping[str, Any], where: str, name: str) -> ModelSpec:
         qkv_bias=True, out_bias=True, ffn_bias=True, norm_bias=True,
         embedding_scale=d**0.5 if cfg.get("scale_embedding") else 1.0,
         tied_embeddings=cfg.get("tie_word_embeddings", True),
+        decoder_start_id=cfg.get("decoder_start_token_id", cfg.get("eos_token_id", 2)),
     )
 
 

@@ -24,9 +24,11 @@ def test_bf16_holds_matrices_in_bf16_and_computes_in_float32(smollm2_gguf):
     model = load_model(smollm2_gguf, precision="bf16")
     state = model.state_dict()
     matrices = [name for name, t in state.items() if t.dim() == 2]
-    assert len(matrices) == 7 * model.spec.n_layers + 2  # 7 per block, the table and the head
+    assert len(matrices) == 7 * model.spec.n_layers + 1  # 7 per block and the head (the tied table)
     assert all(state[name].dtype == torch.bfloat16 for name in matrices)
-    assert state["embed.weight"].data_ptr() == state["lm_head.weight"].data_ptr()  # tied: one table
+    assert model.embed.head[0] is model.lm_head  # tied: lookups read the head's one table
+    ids = torch.tensor([[5, 49151]])
+    assert torch.equal(model.embed(ids), state["lm_head.data"][ids].float())
     assert model.activation_dtype == torch.float32 and state["norm.weight"].dtype == torch.float32
 
 

@@ -85,6 +85,31 @@ def generation_config(
     return GenerationConfig(max_new_tokens=max_new_tokens, stop=tuple(stop), **settings)
 
 
+CACHE_KINDS = ("contiguous", "sliding", "paged", "int8")  # llmkit.generate.cache.CacheKind
+CACHE_FLAG_KIND = {"--cache-window": "sliding", "--attention-sinks": "sliding", "--cache-block-size": "paged"}
+CACHE_OPTIONS = {  # shared by generate and chat
+    "cache": typer.Option("contiguous", "--cache", help="KV cache: contiguous, sliding (StreamingLLM window + "
+                          "attention sinks), paged (vLLM blocks) or int8 (quantized K/V)."),
+    "cache_window": typer.Option(None, "--cache-window", help="--cache sliding: tokens kept (default 1024)."),
+    "attention_sinks": typer.Option(None, "--attention-sinks", help="--cache sliding: first tokens always kept (default 4)."),
+    "cache_block_size": typer.Option(None, "--cache-block-size", help="--cache paged: tokens per block (default 16)."),
+}
+
+
+def cache_config(kind: str, window: int | None = None, sinks: int | None = None, block_size: int | None = None):
+    """The CacheConfig the --cache flags describe; a size flag of another kind is an error, never ignored."""
+    from llmkit.generate.cache import CacheConfig
+
+    if kind not in CACHE_KINDS:
+        raise LlmkitError(f"--cache must be one of {', '.join(CACHE_KINDS)}; got {kind!r}")
+    given = {"--cache-window": window, "--attention-sinks": sinks, "--cache-block-size": block_size}
+    for flag, value in given.items():
+        if value is not None and CACHE_FLAG_KIND[flag] != kind:
+            raise LlmkitError(f"{flag} is for --cache {CACHE_FLAG_KIND[flag]}; got --cache {kind}")
+    sizes = {"window": window, "sinks": sinks, "block_size": block_size}
+    return CacheConfig(kind, **{k: v for k, v in sizes.items() if v is not None})
+
+
 def _stream(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
@@ -130,6 +155,10 @@ def generate_command(
     num_assistant_tokens: int | None = typer.Option(None, "--num-assistant-tokens", help="Tokens drafted per step (default 5)."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens", "-n", help="Most tokens to generate."),
     stop: list[str] = typer.Option([], "--stop", help="Stop when the text contains this string (repeatable)."),
+    cache: str = CACHE_OPTIONS["cache"],
+    cache_window: int | None = CACHE_OPTIONS["cache_window"],
+    attention_sinks: int | None = CACHE_OPTIONS["attention_sinks"],
+    cache_block_size: int | None = CACHE_OPTIONS["cache_block_size"],
     precision: str = typer.Option(FASTEST_PRECISION, "--precision", help=PRECISION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of streaming."),
 ) -> None:
@@ -140,6 +169,7 @@ def generate_command(
     if system is not None and not chat:
         raise LlmkitError("--system needs --chat (a system prompt belongs to a chat template)")
     texts = _prompts(prompt, prompts_file)
+    kv = cache_config(cache, cache_window, attention_sinks, cache_block_size)
     config = generation_config(
         greedy, do_sample, temperature, top_k, top_p, seed, max_new_tokens, stop, preset, min_p=min_p,
         typical_p=typical_p, repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
@@ -162,7 +192,7 @@ def generate_command(
         if config.strategy not in ("greedy", "sample") or config.num_return_sequences > 1:
             raise LlmkitError("several prompts are batched with greedy or sampling only; give one prompt for "
                               "beam or contrastive search or several sequences")
-        results = generate_batch(loaded.model, loaded.tokenizer, ids, config)
+        results = generate_batch(loaded.model, loaded.tokenizer, ids, config, kv)
         if as_json:
             print(json.dumps({"results": [r.to_json() for r in results]}, ensure_ascii=False))
         else:
@@ -177,7 +207,7 @@ def generate_command(
             draft_model = make_draft(loaded.model, draft)
     streaming = not as_json and config.strategy != "beam" and config.num_return_sequences == 1
     result = generate(loaded.model, loaded.tokenizer, ids[0], config, on_text=_stream if streaming else None,
-                      draft=draft_model)
+                      draft=draft_model, cache_config=kv)
     if as_json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
         return
@@ -200,6 +230,10 @@ def chat_command(
     top_p: float | None = typer.Option(None, "--top-p"),
     seed: int | None = typer.Option(None, "--seed"),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", "-n", help="Most tokens per reply."),
+    cache: str = CACHE_OPTIONS["cache"],
+    cache_window: int | None = CACHE_OPTIONS["cache_window"],
+    attention_sinks: int | None = CACHE_OPTIONS["attention_sinks"],
+    cache_block_size: int | None = CACHE_OPTIONS["cache_block_size"],
     precision: str = typer.Option(FASTEST_PRECISION, "--precision", help=PRECISION_HELP),
 ) -> None:
     """Chat with a model in the terminal: replies stream; /reset forgets the conversation, /exit leaves."""
@@ -207,6 +241,7 @@ def chat_command(
     from llmkit.generate.loop import generate
 
     config = generation_config(False, False, temperature, top_k, top_p, seed, max_new_tokens, [])
+    kv = cache_config(cache, cache_window, attention_sinks, cache_block_size)
     loaded = _load(model, precision, need_chat=True)
     budget = loaded.spec.max_positions - max_new_tokens
     if budget <= 0:
@@ -231,7 +266,7 @@ def chat_command(
         except LlmkitError as e:
             err.print(f"error: {e}")
             continue
-        result = generate(loaded.model, loaded.tokenizer, ids, config, on_text=_stream)
+        result = generate(loaded.model, loaded.tokenizer, ids, config, on_text=_stream, cache_config=kv)
         print()
         history = [m for m in messages if m["role"] != "system"] + [{"role": "assistant", "content": result.text}]
 

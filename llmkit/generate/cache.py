@@ -111,6 +111,10 @@ class ContiguousKVCache:
     def advance(self, n: int) -> None:
         self.length += n
 
+    def contiguous_layout(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """K and V [n_layers, batch, n_kv, max_len, d_head], for code that writes slots itself (nn/fast.py)."""
+        return self.k, self.v
+
     def reset(self) -> None:
         self.length = 0
 
@@ -140,6 +144,8 @@ class SlidingWindowKVCache(ContiguousKVCache):
     tokens, as full attention masked to them would. Once the window is full, tokens come one at a
     time (the loop feeds them so); ``length`` counts every token seen (the next position).
     """
+
+    contiguous_layout = None  # a ring buffer: slots are not positions
 
     def __init__(self, spec: ModelSpec, batch: int, window: int, sinks: int = 4, dtype: torch.dtype = torch.float32,
                  device=None) -> None:
@@ -276,6 +282,8 @@ class Int8KVCache(ContiguousKVCache):
     ``update`` quantizes the new tokens and returns the dequantized visible K/V (q * s), so each
     element is within s / 2 = max|row| / 254 of the float value.
     """
+
+    contiguous_layout = None  # int8 slots and scales: the C step writes float32
 
     def __init__(self, spec: ModelSpec, batch: int, max_len: int, dtype: torch.dtype = torch.float32, device=None):
         super().__init__(spec, batch, max_len, torch.int8, device)

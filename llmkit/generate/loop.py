@@ -5,7 +5,9 @@
     ... until EOS, max_new_tokens, or a stop string in the text.
 
 Every model family decodes through :func:`decode_tokens`: it needs only
-``model(ids, cache=..., last_only=True) -> logits`` and ``model.spec``.
+``model(ids, cache=..., last_only=True) -> logits`` and ``model.spec``. An encoder-decoder (T5, BART)
+first becomes such a decoder (:func:`decoder_prompts`): the prompt is encoded once as the source,
+``model.bind`` holds it, and the decoder's own prompt is its start token.
 Batches (:func:`decode_batch`) are left-padded with an attention mask, each row stopping on its own;
 beam and contrastive search live in ``search``, speculative decoding in ``speculative``;
 :func:`generate` picks the strategy from the config and streams text.
@@ -83,6 +85,59 @@ def new_token_budget(model: torch.nn.Module, prompt_len: int, max_new_tokens: in
     return min(max_new_tokens, window - prompt_len)
 
 
+def sliding_fits(cache_config: CacheConfig, tokens: int, what: str) -> None:
+    """Raise unless a sliding cache's window holds ``tokens`` tokens (``what`` cannot run on a wrapped ring)."""
+    if cache_config.kind == "sliding" and tokens > cache_config.window:
+        raise LlmkitError(f"--cache sliding with {what} needs --cache-window >= {tokens} (got {cache_config.window}); "
+                          "raise the window or use another --cache kind")
+
+
+def sliding_limits(model: torch.nn.Module, cache_config: CacheConfig, tokens: int, padded: bool = False) -> None:
+    """Refuse a sliding cache too small for ``tokens`` where its ring cannot wrap: padded batches (the padding mask
+    spans every position, not the ring's) and T5's relative position bias (it spans every past token)."""
+    if padded:
+        sliding_fits(cache_config, tokens, "prompts of different lengths in one batch")
+    if model.spec.position == "t5":
+        sliding_fits(cache_config, tokens, "T5's relative position bias")
+
+
+# The decoder's first token when the spec does not name one: transformers' config defaults
+# (T5Config: decoder_start_token_id = pad_token_id = 0; BartConfig: decoder_start_token_id = 2, its EOS).
+DECODER_START = {"t5": 0, "bart": 2}
+
+
+def decoder_start_id(spec) -> int:
+    """The token an encoder-decoder's decoder starts from: spec.decoder_start_id if the spec has it, else the family's."""
+    if spec.decoder_start_id is not None:  # config.json's decoder_start_token_id
+        return spec.decoder_start_id
+    if spec.hf_model_type not in DECODER_START:
+        raise LlmkitError(f"model {spec.name!r}: no decoder start token known for model type {spec.hf_model_type!r} "
+                          f"(known: {', '.join(DECODER_START)})")
+    return DECODER_START[spec.hf_model_type]
+
+
+def bind_sources(model: torch.nn.Module, sources: list[list[int]], copies: int = 1) -> torch.nn.Module:
+    """The encoder-decoder's decoder view with the sources encoded once: right-padded and masked, each row ``copies`` times."""
+    longest = max(len(s) for s in sources)
+    if min(len(s) for s in sources) == 0:
+        raise LlmkitError("the prompt is empty: give at least one token")
+    if longest > model.spec.max_positions:
+        raise LlmkitError(f"the prompt has {longest} tokens; the encoder takes at most {model.spec.max_positions}")
+    ids = torch.tensor([s + [0] * (longest - len(s)) for s in sources]).repeat_interleave(copies, 0)  # [rows, src]
+    mask = torch.tensor([[1] * len(s) + [0] * (longest - len(s)) for s in sources]).repeat_interleave(copies, 0)
+    return model.bind(ids, mask if not bool(mask.all()) else None)
+
+
+def decoder_prompts(
+    model: torch.nn.Module, prompts: list[list[int]], copies: int = 1
+) -> tuple[torch.nn.Module, list[list[int]]]:
+    """(model to decode with, decoder prompts): a decoder and the prompts as they are; an encoder-decoder bound to
+    the prompts as sources (``copies`` rows each: beams, contrastive candidates) and its decoder start token each."""
+    if model.spec.family != "encoder-decoder" or not hasattr(model, "bind"):  # a decoder, or one already bound
+        return model, prompts
+    return bind_sources(model, prompts, copies), [[decoder_start_id(model.spec)] for _ in prompts]
+
+
 def feed(model: torch.nn.Module, cache, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Run ids [batch, seq] through the model into ``cache``: last-position logits [batch, vocab].
 
@@ -103,7 +158,9 @@ def decode_tokens(
     model: torch.nn.Module, prompt_ids: list[int], config: GenerationConfig, cache_config: CacheConfig = CacheConfig()
 ) -> Iterator[int]:
     """Yield new token ids one by one (batch 1, greedy or sampling); the consumer stops early by closing the iterator."""
+    model, (prompt_ids,) = decoder_prompts(model, [prompt_ids])
     budget = new_token_budget(model, len(prompt_ids), config.max_new_tokens)
+    sliding_limits(model, cache_config, len(prompt_ids) + budget)
     cache = make_cache(cache_config, model.spec, 1, len(prompt_ids) + budget, model_dtype(model))
     processors = build_processors(config, len(prompt_ids) + budget)
     generator = make_generator(config.seed) if config.do_sample else None
@@ -134,8 +191,10 @@ def decode_batch(
     cache_config: CacheConfig = CacheConfig(),
 ) -> list[list[int]]:
     """New token ids for each prompt, all decoded in one left-padded batch; a row stops at EOS (kept) on its own."""
+    model, prompts = decoder_prompts(model, prompts)
     budget = min(new_token_budget(model, len(p), config.max_new_tokens) for p in prompts)
     ids, mask = left_pad(prompts, eos_ids[0] if eos_ids else 0)  # [batch, longest]
+    sliding_limits(model, cache_config, ids.shape[1] + budget, padded=not bool(mask.all()))
     cache = make_cache(cache_config, model.spec, len(prompts), ids.shape[1] + budget, model_dtype(model))
     processors = build_processors(config, ids.shape[1] + budget)
     generator = make_generator(config.seed) if config.do_sample else None
@@ -191,7 +250,11 @@ def token_stream(model, prompt_ids: list[int], config: GenerationConfig, draft, 
     if draft is not None:
         from llmkit.generate.speculative import speculative_tokens
 
-        return speculative_tokens(model, draft, prompt_ids, config, stats)
+        if cache_config.kind != "contiguous":
+            raise LlmkitError(f"--cache {cache_config.kind} with --draft (speculative decoding) is not supported: "
+                              "speculative decoding keeps contiguous caches")
+        target, (decoder_ids,) = decoder_prompts(model, [prompt_ids])
+        return speculative_tokens(target, decoder_prompts(draft, [prompt_ids])[0], decoder_ids, config, stats)
     if config.strategy == "contrastive":
         from llmkit.generate.search import contrastive_tokens
 

@@ -40,10 +40,13 @@ def beam_search(
     cache_config: CacheConfig = CacheConfig(),
 ) -> list[tuple[list[int], float]]:
     """The num_return_sequences best hypotheses as (new token ids, score), best first (transformers' algorithm)."""
-    from llmkit.generate.loop import feed, model_dtype, new_token_budget
+    from llmkit.generate.loop import decoder_prompts, feed, model_dtype, new_token_budget, sliding_limits
 
-    n, p_len = config.num_beams, len(prompt_ids)
+    n = config.num_beams
+    model, (prompt_ids,) = decoder_prompts(model, [prompt_ids], copies=n)  # an encoder-decoder: one source row per beam
+    p_len = len(prompt_ids)
     max_length = p_len + new_token_budget(model, p_len, config.max_new_tokens)
+    sliding_limits(model, cache_config, max_length)
     keep = max(2, 1 + len(eos_ids)) * n  # candidates per step: enough to keep n running after EOS
     processors = build_processors(config, max_length)
     cache = make_cache(cache_config, model.spec, n, max_length, model_dtype(model))
@@ -107,12 +110,21 @@ def contrastive_scores(probs: torch.Tensor, candidates: torch.Tensor, context: t
     return (1.0 - alpha) * probs - alpha * degeneration_penalty(candidates, context)
 
 
+def last_hidden_module(model: torch.nn.Module) -> torch.nn.Module:
+    """The module whose output is the last hidden state: the (decoder) stack's final norm, or its last block when
+    the stack has none (BART is post-LN); a BoundDecoder's is its encoder-decoder's decoder stack's."""
+    from llmkit.nn.model import BoundDecoder
+
+    stack = model.model if isinstance(model, BoundDecoder) else model
+    return stack.norm if stack.norm is not None else stack.blocks[-1]
+
+
 class LastHidden:
-    """Captures the model's last hidden states (the final norm's output) with a forward hook."""
+    """Captures the model's last hidden states (the final norm's output, else the last block's) with a forward hook."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.states: torch.Tensor | None = None
-        self.handle = model.norm.register_forward_hook(self.keep)
+        self.handle = last_hidden_module(model).register_forward_hook(self.keep)
 
     def keep(self, module, inputs, output) -> None:
         self.states = output  # [batch, seq, d_model]
@@ -126,10 +138,13 @@ def contrastive_tokens(
     model: torch.nn.Module, prompt_ids: list[int], config: GenerationConfig, cache_config: CacheConfig = CacheConfig()
 ) -> Iterator[int]:
     """Yield contrastive-search tokens (penalty_alpha, top_k): one k-row forward per step, one cache row kept."""
-    from llmkit.generate.loop import model_dtype, new_token_budget
+    from llmkit.generate.loop import decoder_prompts, model_dtype, new_token_budget, sliding_fits, sliding_limits
 
     k, alpha = config.top_k, config.penalty_alpha
+    model, (prompt_ids,) = decoder_prompts(model, [prompt_ids], copies=k)  # an encoder-decoder: one source row per candidate
     budget = new_token_budget(model, len(prompt_ids), config.max_new_tokens)
+    sliding_fits(cache_config, len(prompt_ids), "contrastive search (the prompt is fed in one piece)")
+    sliding_limits(model, cache_config, len(prompt_ids) + budget)
     processors = build_processors(config, len(prompt_ids) + budget)
     cache = make_cache(cache_config, model.spec, k, len(prompt_ids) + budget, model_dtype(model))
     hidden = LastHidden(model)

@@ -7,7 +7,9 @@ stay in the page cache until used.
 
 from __future__ import annotations
 
+import mmap
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,8 @@ from llmkit.io.gguf_header import GGUFError, GGUFTensor, map_file, parse_header
 from llmkit.quant.ggml import dequantize as dequantize_ggml
 from llmkit.spec import ModelSpec, SpecError, from_gguf_metadata
 
-__all__ = ["GGUFError", "GGUFFile", "GGUFTensor", "llama_state_dict", "llmkit_name", "open_gguf", "unpermute_qk"]
+__all__ = ["GGUFError", "GGUFFile", "GGUFTensor", "PackedTensor", "llama_state_dict", "llmkit_name", "open_gguf",
+           "unpermute_qk"]
 
 
 class GGUFFile:
@@ -48,6 +51,18 @@ class GGUFFile:
         """The tensor's bytes as a flat uint8 tensor over the file map (zero copy, copy-on-write)."""
         t = self.tensor(name)
         return self._bytes[t.offset : t.offset + t.nbytes]
+
+    def release(self, name: str) -> None:
+        """Drop the pages of tensor ``name`` from this process's memory (re-read from disk if used again).
+
+        Once a tensor is dequantized its file bytes are dead weight in the resident set: releasing
+        them as the loader goes keeps the peak near the float weights alone.
+        """
+        t = self.tensor(name)
+        page = mmap.PAGESIZE
+        start, end = -(-t.offset // page) * page, (t.offset + t.nbytes) // page * page  # whole pages inside
+        if end > start and hasattr(mmap, "MADV_DONTNEED"):
+            self._map.madvise(mmap.MADV_DONTNEED, start, end - start)
 
     def dequantize(self, name: str) -> torch.Tensor:
         """The tensor as float32, shape in PyTorch order (rows, cols) = reversed ggml ``ne``."""
@@ -131,7 +146,36 @@ def _split_fused(spec: ModelSpec, name: str, w: torch.Tensor) -> dict[str, torch
     return {f"blocks.{i}.ffn.gate.weight": gate, f"blocks.{i}.ffn.up.weight": up}
 
 
-def _convert(gguf: GGUFFile, spec: ModelSpec, name: str) -> dict[str, torch.Tensor] | None:
+@dataclass(frozen=True)
+class PackedTensor:
+    """A weight matrix kept as the file stores it: rows of GGML blocks, uint8 [N, K / block * type size].
+
+    Row operations (q/k un-permuting, splitting fused tensors) act on it as on the float matrix.
+    """
+
+    data: torch.Tensor
+    ggml_type: str
+    in_features: int
+
+
+def _load(gguf: GGUFFile, name: str, keep: frozenset[str]) -> torch.Tensor | PackedTensor:
+    """A tensor dequantized to float32, or, for a matrix of a type in ``keep``, its raw rows (zero copy)."""
+    t = gguf.tensor(name)
+    if t.ggml_type not in keep or len(t.shape) != 2:
+        return gguf.dequantize(name)
+    return PackedTensor(gguf.raw(name).view(t.shape[0], -1), t.ggml_type, t.shape[1])
+
+
+def _rows(w: torch.Tensor | PackedTensor, fn) -> torch.Tensor | PackedTensor:
+    """fn applied to the rows of a float matrix or of a packed one."""
+    if isinstance(w, PackedTensor):
+        return PackedTensor(fn(w.data), w.ggml_type, w.in_features)
+    return fn(w)
+
+
+def _convert(
+    gguf: GGUFFile, spec: ModelSpec, name: str, keep: frozenset[str] = frozenset()
+) -> dict[str, torch.Tensor | PackedTensor] | None:
     """llmkit's tensor(s) for one GGUF tensor: renamed, q/k un-permuted, fused ones split; None if unknown."""
     arch = spec.hf_model_type
     if arch == "phi3" and name.endswith(("attn_qkv.weight", "ffn_up.weight")):
@@ -139,27 +183,34 @@ def _convert(gguf: GGUFFile, spec: ModelSpec, name: str) -> dict[str, torch.Tens
     target = llmkit_name(name)
     if target is None:
         return None
-    w = gguf.dequantize(name)
+    w = _load(gguf, name, keep)
     if arch in PERMUTED_QK_ARCHITECTURES and ".attn.q." in target:
-        w = unpermute_qk(w, spec.n_heads)
+        w = _rows(w, lambda rows: unpermute_qk(rows, spec.n_heads))
     elif arch in PERMUTED_QK_ARCHITECTURES and ".attn.k." in target:
-        w = unpermute_qk(w, spec.kv_heads)
+        w = _rows(w, lambda rows: unpermute_qk(rows, spec.kv_heads))
     return {target: w}
 
 
-def llama_state_dict(gguf: GGUFFile, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
-    """llmkit's state dict for a llama-family GGUF: dequantized, renamed, q/k rows back in HF order."""
+def llama_state_dict(
+    gguf: GGUFFile, dtype: torch.dtype = torch.float32, keep: frozenset[str] = frozenset()
+) -> dict[str, torch.Tensor | PackedTensor]:
+    """llmkit's state dict for a llama-family GGUF: dequantized, renamed, q/k rows back in HF order.
+
+    Matrices whose GGML type is in ``keep`` (e.g. {"Q4_1"}) stay packed as stored (:class:`PackedTensor`).
+    """
     spec = gguf.spec()
     state: dict[str, torch.Tensor] = {}
     unknown = []
     for name in gguf.tensors:
         if name in IGNORED_TENSORS:
             continue
-        converted = _convert(gguf, spec, name)
+        converted = _convert(gguf, spec, name, keep)
         if converted is None:
             unknown.append(name)
             continue
-        state.update({k: v.to(dtype) for k, v in converted.items()})
+        state.update({k: v if isinstance(v, PackedTensor) else v.to(dtype) for k, v in converted.items()})
+        if not any(isinstance(v, PackedTensor) for v in converted.values()):
+            gguf.release(name)
     if unknown:
         more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         raise GGUFError(f"{gguf.path}: tensors of architecture {spec.hf_model_type!r} that llmkit does not map: "

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmkit.nn.linear import Linear
 from llmkit.spec import ModelSpec
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -43,8 +44,8 @@ class MLP(nn.Module):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.act = ACTIVATIONS[spec.activation]
-        self.up = nn.Linear(spec.d_model, spec.d_ff, bias=spec.ffn_bias)
-        self.down = nn.Linear(spec.d_ff, spec.d_model, bias=spec.ffn_bias)
+        self.up = Linear(spec.d_model, spec.d_ff, bias=spec.ffn_bias)
+        self.down = Linear(spec.d_ff, spec.d_model, bias=spec.ffn_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(self.act(self.up(x)))
@@ -56,9 +57,9 @@ class GLU(nn.Module):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.act = ACTIVATIONS[spec.activation]
-        self.gate = nn.Linear(spec.d_model, spec.d_ff, bias=spec.ffn_bias)
-        self.up = nn.Linear(spec.d_model, spec.d_ff, bias=spec.ffn_bias)
-        self.down = nn.Linear(spec.d_ff, spec.d_model, bias=spec.ffn_bias)
+        self.gate = Linear(spec.d_model, spec.d_ff, bias=spec.ffn_bias)
+        self.up = Linear(spec.d_model, spec.d_ff, bias=spec.ffn_bias)
+        self.down = Linear(spec.d_ff, spec.d_model, bias=spec.ffn_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(self.act(self.gate(x)) * self.up(x))  # [batch, seq, d_model]

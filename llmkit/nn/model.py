@@ -37,11 +37,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from llmkit import kernels
 from llmkit.nn.attention import CrossKVCache, Mask, build_mask
 from llmkit.nn.block import Block
+from llmkit.nn.fast import decode_step
+from llmkit.nn.linear import Linear, linear
 from llmkit.nn.norm import build_norm
 from llmkit.nn.position import (
     T5RelativeBias,
@@ -143,9 +145,9 @@ class Transformer(Stack):
         self.embed = nn.Embedding(spec.vocab_size, spec.d_model)
         self.type_embed = nn.Embedding(spec.type_vocab_size, spec.d_model) if spec.type_vocab_size else None
         self.encoder = Stack(spec, spec.n_encoder_layers, causal=False) if enc_dec else None
-        self.pooler = nn.Linear(spec.d_model, spec.d_model) if spec.pooler else None
+        self.pooler = Linear(spec.d_model, spec.d_model) if spec.pooler else None
         untied = spec.family != "encoder" and not spec.tied_embeddings
-        self.lm_head = nn.Linear(spec.d_model, spec.vocab_size, bias=False) if untied else None
+        self.lm_head = Linear(spec.d_model, spec.vocab_size, bias=False) if untied else None
         # T5 rescales the decoder output by d_model^-0.5 before a head tied to the embeddings (Mesh TF).
         self.head_scale = spec.d_model**-0.5 if spec.position == "t5" and spec.tied_embeddings else 1.0
         self.init_buffers()
@@ -155,7 +157,9 @@ class Transformer(Stack):
         self.rope_scale = 1.0
         if self.spec.position == "rope":
             inv_freq, self.rope_scale = rope_inv_freq(self.spec)
-            self.register_buffer("inv_freq", inv_freq.to(self.embed.weight.device), persistent=False)
+            params = list(self.parameters())  # a packed embedding may have left some on meta: use a loaded one
+            device = next((p.device for p in params if not p.is_meta), params[0].device)
+            self.register_buffer("inv_freq", inv_freq.to(device), persistent=False)
 
     def rope(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
         if self.spec.position != "rope":
@@ -178,9 +182,11 @@ class Transformer(Stack):
         return x
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits = x W_head^T, W_head = embed.weight when tied: [batch, seq, vocab]."""
+        """Logits = x W_head^T, W_head = embed.weight when tied (T5 scales x first): [batch, seq, vocab]."""
+        if self.head_scale != 1.0:
+            x = x * self.head_scale
         if self.lm_head is None:
-            return F.linear(x * self.head_scale if self.head_scale != 1.0 else x, self.embed.weight)
+            return linear(x, self.embed.weight)
         return self.lm_head(x)
 
     def pooled(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -202,6 +208,7 @@ class Transformer(Stack):
         hidden = self.encoder.run(self.embed_tokens(input_ids), positions, mask)  # [batch, src, d_model]
         return EncoderOutput(hidden, mask, CrossKVCache())
 
+    @kernels.pinned
     def forward(
         self,
         input_ids: torch.Tensor | None,
@@ -229,6 +236,10 @@ class Transformer(Stack):
             mask = Mask(padding=attention_mask, dtype=self.activation_dtype)
             positions = positions if positions is not None else torch.arange(t, device=input_ids.device)[None]
             return self.run(self.embed_tokens(input_ids, token_type_ids), positions, mask)  # [batch, seq, d_model]
+        if cache is not None and attention_mask is None and positions is None:
+            logits = decode_step(self, input_ids, cache)  # one token, batch 1: the C step when it applies
+            if logits is not None:
+                return logits
         if positions is None:
             positions = default_positions(attention_mask, past, t).to(input_ids.device)
         mask = build_mask(attention_mask, t, past, self.activation_dtype, self.spec.sliding_window)

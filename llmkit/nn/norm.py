@@ -11,11 +11,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from llmkit import kernels
 from llmkit.spec import ModelSpec
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """x / sqrt(mean(x^2) + eps) * g, computed in float32 (Zhang & Sennrich 2019; as LLaMA does)."""
+    """x / sqrt(mean(x^2) + eps) * g, computed in float32 (Zhang & Sennrich 2019; as LLaMA does).
+
+    Float32 inputs that need no gradient take the C kernel (one pass instead of six ops; llmkit.kernels).
+    """
+    if (x.dtype == weight.dtype == torch.float32 and x.device.type == "cpu" and kernels.enabled()
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))):
+        return kernels.rms_norm(x, weight, eps)
     x32 = x.float()  # [..., d]
     x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
     return weight * x32.to(x.dtype)

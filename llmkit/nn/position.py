@@ -51,6 +51,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from llmkit import kernels
 from llmkit.spec import ModelSpec, SpecError
 
 # -- absolute: sinusoidal ---------------------------------------------------------------------
@@ -298,6 +299,25 @@ def apply_rope_half(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> to
         return x * cos + rotate_half(x) * sin
     rot, rest = x[..., :d_rot], x[..., d_rot:]
     return torch.cat((rot * cos + rotate_half(rot) * sin, rest), dim=-1)
+
+
+def apply_rope_half_(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """apply_rope_half, written into x when the C kernel can (x: a fresh projection output, no autograd).
+
+    Returns the rotated tensor: x itself (kernel) or a new one (the PyTorch formula).
+    """
+    b, _, t, _ = x.shape
+    if (
+        x.dtype == cos.dtype == sin.dtype == torch.float32
+        and x.stride(-1) == 1
+        and cos.shape[-1] % 2 == 0
+        and cos.shape[0] in (1, b) and cos.shape[2] == t
+        and not (torch.is_grad_enabled() and x.requires_grad)
+        and x.device.type == "cpu"
+        and kernels.enabled()
+    ):
+        return kernels.rope_half_(x, cos, sin)
+    return apply_rope_half(x, cos, sin)
 
 
 def apply_rope_interleaved(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -15,16 +15,13 @@ Sources: ggml ``ggml-common.h`` (block structs), ``ggml-quants.c``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
 from llmkit.calc.formats import GGML_TYPE_IDS, GGML_TYPES, QK_K, GGMLType
 from llmkit.errors import LlmkitError
-
-
-
 
 Blocks = torch.Tensor  # (n_blocks, type_size) uint8
 DequantizeBlocks = Callable[[Blocks], torch.Tensor]
@@ -67,6 +64,12 @@ def _f16(blocks: Blocks, start: int) -> torch.Tensor:
     return blocks[:, start : start + 2].contiguous().view(torch.float16).to(torch.float32)
 
 
+def _aligned(blocks: Blocks, size: int) -> Blocks:
+    """Contiguous bytes whose start is a multiple of ``size`` (a copy when a tensor sits at an odd offset)."""
+    blocks = blocks.contiguous()
+    return blocks if blocks.storage_offset() % size == 0 else blocks.clone()
+
+
 def _shifts(*bits: int) -> torch.Tensor:
     """A uint8 tensor of shift amounts, to unpack several fields of a byte at once."""
     return torch.tensor(bits, dtype=torch.uint8)
@@ -89,13 +92,13 @@ def _bits(mask: Blocks) -> torch.Tensor:
 @block_format("F32")
 def dequantize_f32(blocks: Blocks) -> torch.Tensor:
     """float32 as stored (4 bytes, little-endian IEEE 754)."""
-    return blocks.contiguous().view(torch.float32).clone()
+    return _aligned(blocks, 4).view(torch.float32).clone()
 
 
 @block_format("F16")
 def dequantize_f16(blocks: Blocks) -> torch.Tensor:
     """float16 widened to float32 (exact)."""
-    return blocks.contiguous().view(torch.float16).to(torch.float32)
+    return _aligned(blocks, 2).view(torch.float16).to(torch.float32)
 
 
 @block_format("BF16")
@@ -353,3 +356,54 @@ def dequantize(data: torch.Tensor, kind: str | int, shape: tuple[int, ...]) -> t
 
 
 SUPPORTED_TYPES: tuple[str, ...] = tuple(BLOCK_FORMATS)
+
+
+# -- quantization: float rows -> GGML blocks (the formats the CPU kernels multiply by) ----------------
+
+
+def _round_half_away(x: torch.Tensor) -> torch.Tensor:
+    """Round to nearest, ties away from zero (C's roundf; gguf-py's ``np_roundf``), in float32."""
+    a = x.abs()
+    floored = torch.floor(a)
+    return torch.sign(x) * (floored + torch.floor(2 * (a - floored)))
+
+
+def _f16_bytes(x: torch.Tensor) -> torch.Tensor:
+    """(n, 2) uint8: each value of x (n, 1) as a little-endian fp16."""
+    return x.to(torch.float16).view(torch.uint8)
+
+
+def _reciprocal(d: torch.Tensor) -> torch.Tensor:
+    """1 / d, and 0 where d is 0 (an all-zero block)."""
+    return torch.where(d == 0, torch.zeros_like(d), 1 / torch.where(d == 0, torch.ones_like(d), d))
+
+
+def quantize_q8_0(values: torch.Tensor) -> Blocks:
+    """Q8_0 blocks of (n, 32) float32 values: d = absmax / 127, q = roundf(x / d) (ggml ``quantize_row_q8_0_ref``)."""
+    d = values.abs().amax(dim=1, keepdim=True) / 127  # (n, 1)
+    q = _round_half_away(values * _reciprocal(d)).to(torch.int8)  # (n, 32) in -127..127
+    return torch.cat([_f16_bytes(d), q.view(torch.uint8)], dim=1)  # (n, 34)
+
+
+def quantize_q4_1(values: torch.Tensor) -> Blocks:
+    """Q4_1 blocks of (n, 32) float32 values: m = min, d = (max - min) / 15, q = trunc((x - m) / d + 0.5)
+    clipped to 0..15 (ggml ``quantize_row_q4_1_ref``)."""
+    low, high = values.amin(dim=1, keepdim=True), values.amax(dim=1, keepdim=True)  # (n, 1) each
+    d = (high - low) / 15
+    q = torch.trunc((values - low) * _reciprocal(d) + 0.5).clamp(0, 15).to(torch.uint8)  # (n, 32)
+    packed = q[:, :16] | (q[:, 16:] << 4)  # weight j in the low nibble of byte j, weight j+16 in the high one
+    return torch.cat([_f16_bytes(d), _f16_bytes(low), packed], dim=1)  # (n, 20)
+
+
+QUANTIZERS: dict[str, Callable[[torch.Tensor], Blocks]] = {"Q8_0": quantize_q8_0, "Q4_1": quantize_q4_1}
+
+
+def quantize(weight: torch.Tensor, kind: str) -> torch.Tensor:
+    """GGML blocks of a float tensor [..., K], one row of K / 32 blocks per row: uint8 [..., K / 32 * type_size]."""
+    t = ggml_type(kind)
+    if t.name not in QUANTIZERS:
+        raise LlmkitError(f"quantizing to GGML type {t.name} is not supported (supported: {', '.join(QUANTIZERS)})")
+    if weight.shape[-1] % t.block_size:
+        raise LlmkitError(f"a {t.name} row needs a multiple of {t.block_size} weights; this one has {weight.shape[-1]}")
+    blocks = QUANTIZERS[t.name](weight.detach().float().reshape(-1, t.block_size))  # (n_blocks, type_size)
+    return blocks.reshape(*weight.shape[:-1], weight.shape[-1] // t.block_size * t.type_size)

@@ -1,23 +1,23 @@
-"""Quantized linear layers for inference: weights held as int8 or int4, a drop-in for nn.Linear.
+"""Linear layers for inference with weights held in fewer bytes, a drop-in for nn.Linear (sheet section 11).
 
-    int8 (symmetric, one scale per output row):
-        s_n = max_k |W[n, k]| / 127        q[n, k] = round(W[n, k] / s_n)  in [-127, 127]
-        W ~= q * s                         (LLM.int8's absmax row-wise scheme, Dettmers et al. 2022)
-    int4 (asymmetric, one scale and minimum per group of 32 inputs):
-        s_g = (max_g - min_g) / 15         q = round((W - min_g) / s_g)  in [0, 15]
-        W ~= q * s_g + min_g               (GPTQ/AWQ-style groups; gpt-fast's int4 layout)
+    precision   held as                                                              bytes / weight
+    bf16        W rounded to bfloat16                                                2
+    int8        GGML Q8_0: blocks of 32 inputs, d = absmax / 127, q = round(W / d)   34 / 32 = 1.0625
+    int4        GGML Q4_1: blocks of 32 inputs, m = min, d = (max - min) / 15,       20 / 32 = 0.625
+                q = round((W - m) / d) in 0..15
+                (llama.cpp's formats; quant/ggml.py has their byte layouts and quantizers)
 
-Each layer has a readable path (dequantize, then F.linear) and a fast path through
-PyTorch's CPU kernels, with a test that they agree:
+One class, :class:`PackedLinear`: y = x W^T + b read straight from the packed bytes by the C kernels
+(``llmkit.kernels``: decoding reads each weight once, as its 0.6-2 bytes); without the kernels it
+dequantizes for every call (exact, slow). Float32 and bfloat16 prefill (many rows) goes through
+PyTorch's GEMM on float32 weights instead, which is compute-bound and faster there.
 
-    int8: ``aten::_weight_int8pack_mm``      (bfloat16 activations: its AVX2 path; float32 is ~10x slower)
-    int4: ``aten::_weight_int4pack_mm_for_cpu`` (bfloat16 activations, nibble-packed weights)
-
-:func:`quantize_linears` swaps every projection inside the blocks; the LM head stays in
-float (quantizing it costs the most top-1 agreement: on SmolLM2 int4 blocks agree 98.8%
-with float32, int4 blocks + int4 head 82%). fbgemm's dynamic int8 linear
-(``quantized::linear_dynamic``) is faster still but quantizes activations per tensor,
-which LLM activation outliers break (45% top-1 agreement): not used.
+:func:`quantize_linears` swaps every projection inside the blocks and the LM head: bf16 holds the head
+(and, tied, the embedding table it shares) in bfloat16; int8 and int4 hold it as Q8_0 (a 4-bit head
+costs the most top-1 agreement: on SmolLM2 int4 blocks + an int4 head agreed 82% with float32), and a
+tied embedding table looks its rows up from those same blocks (:class:`PackedEmbedding`).
+A GGUF file's tensors that are already in the target format are used as stored (load.py): for SmolLM2's
+Q4_1 file, ``int4`` holds exactly the file's weights.
 """
 
 from __future__ import annotations
@@ -28,136 +28,143 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-INT4_GROUP = 32
-
-
-def int8_quantize(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(q int8 [N, K], scale float32 [N]): symmetric absmax per output row, q = round(W / s)."""
-    scale = w.float().abs().amax(dim=1).clamp(min=1e-12) / 127  # [N]
-    q = torch.round(w.float() / scale[:, None]).clamp(-127, 127).to(torch.int8)
-    return q, scale
-
-
-def int8_dequantize(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """W ~= q * s, float32 [N, K]."""
-    return q.float() * scale[:, None]
-
-
-def int4_quantize(w: torch.Tensor, group: int = INT4_GROUP) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(q in 0..15 as int32 [N, K], scale [N, K/group], minimum [N, K/group]): asymmetric per group of inputs."""
-    n, k = w.shape
-    g = w.float().reshape(n, k // group, group)  # [N, groups, group]
-    low, high = g.amin(dim=-1), g.amax(dim=-1)
-    scale = ((high - low) / 15).clamp(min=1e-12)
-    q = torch.round((g - low[..., None]) / scale[..., None]).clamp(0, 15).to(torch.int32)
-    return q.reshape(n, k), scale, low
-
-
-def int4_dequantize(q: torch.Tensor, scale: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
-    """W ~= q * s_g + min_g, float32 [N, K]."""
-    n, k = q.shape
-    g = q.reshape(n, scale.shape[1], -1).float() * scale[..., None] + low[..., None]
-    return g.reshape(n, k)
-
-
-class Int8Linear(nn.Module):
-    """y = x W^T + b with W held as int8 rows, one scale per row (weight-only: activations stay float)."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-        super().__init__()
-        self.out_features, self.in_features = weight.shape
-        q, scale = int8_quantize(weight)
-        self.register_buffer("q", q)
-        self.register_buffer("scale", scale)
-        self.register_buffer("scale_bf16", scale.bfloat16())
-        self.bias = None if bias is None else bias.detach().float()
-        self.fast = True
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.fast:
-            return F.linear(x, int8_dequantize(self.q, self.scale).to(x.dtype), self.bias)
-        rows = x.reshape(-1, self.in_features).bfloat16()  # [tokens, K]: the kernel's fast path is bf16
-        y = torch.ops.aten._weight_int8pack_mm(rows, self.q, self.scale_bf16).float()  # [tokens, N]
-        if self.bias is not None:
-            y = y + self.bias
-        return y.view(*x.shape[:-1], self.out_features).to(x.dtype)
-
-
-class Int4Linear(nn.Module):
-    """y = x W^T + b with W held as 4-bit groups (two per byte, PyTorch's CPU int4 pack)."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, group: int = INT4_GROUP) -> None:
-        super().__init__()
-        self.out_features, self.in_features = weight.shape
-        self.group = group
-        q, scale, low = int4_quantize(weight, group)
-        self.register_buffer("packed", torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1))
-        zero = low + 8 * scale  # the kernel computes (q - 8) * scale + zero
-        self.register_buffer("scales_zeros", torch.stack([scale, zero], dim=-1).transpose(0, 1).bfloat16().contiguous())
-        self.bias = None if bias is None else bias.detach().float()
-        self.fast = True
-
-    def dequantized(self) -> torch.Tensor:
-        """The float32 weights the kernel multiplies by: (q - 8) * scale + zero, from the stored pack."""
-        eye = torch.eye(self.in_features, dtype=torch.bfloat16)
-        w_t = torch.ops.aten._weight_int4pack_mm_for_cpu(eye, self.packed, self.group, self.scales_zeros)
-        return w_t.float().T  # [N, K]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.fast:
-            return F.linear(x, self.dequantized().to(x.dtype), self.bias)
-        rows = x.reshape(-1, self.in_features).bfloat16()  # [tokens, K]
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(rows, self.packed, self.group, self.scales_zeros).float()
-        if self.bias is not None:
-            y = y + self.bias
-        return y.view(*x.shape[:-1], self.out_features).to(x.dtype)
-
-
-class Bf16Linear(nn.Module):
-    """y = x W^T + b with W held in bfloat16 and float32 activations around the matmul.
-
-    Few rows (decoding): a bfloat16 GEMV, reading half the bytes of float32.
-    Many rows (prefill): compute-bound, and this CPU has no native bfloat16 FMA, so the
-    weights are widened to float32 for one GEMM (the float copy lives only for that call).
-    """
-
-    PREFILL_ROWS = 16
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-        super().__init__()
-        self.out_features, self.in_features = weight.shape
-        self.register_buffer("weight", weight.detach().bfloat16())
-        self.bias = None if bias is None else bias.detach().float()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features)  # [tokens, K]
-        if rows.shape[0] > self.PREFILL_ROWS:
-            y = F.linear(rows.float(), self.weight.float(), self.bias)
-        else:
-            y = F.linear(rows.bfloat16(), self.weight).float()
-            y = y if self.bias is None else y + self.bias
-        return y.view(*x.shape[:-1], self.out_features).to(x.dtype)
-
+from llmkit import kernels
+from llmkit.quant import ggml
 
 QuantKind = Literal["bf16", "int8", "int4"]
-QUANTIZED_LINEARS: dict[str, type[nn.Module]] = {"bf16": Bf16Linear, "int8": Int8Linear, "int4": Int4Linear}
+Format = Literal["f32", "bf16", "q8_0", "q4_1"]
+# precision -> (format of the block projections, format of the LM head)
+PRECISION_FORMATS: dict[str, tuple[Format, Format]] = {
+    "bf16": ("bf16", "bf16"),
+    "int8": ("q8_0", "q8_0"),
+    "int4": ("q4_1", "q8_0"),
+}
+GGML_NAMES: dict[str, str] = {"q8_0": "Q8_0", "q4_1": "Q4_1"}
 
 
-def quantize_linears(model: nn.Module, kind: QuantKind) -> nn.Module:
-    """Replace every nn.Linear inside ``model.blocks`` in place; returns the model.
+def pack(weight: torch.Tensor, fmt: Format) -> torch.Tensor:
+    """W [N, K] as ``fmt``: float32, bfloat16, or uint8 rows of GGML blocks [N, K / 32 * block bytes]."""
+    if fmt == "f32":
+        return weight.detach().float().contiguous()
+    if fmt == "bf16":
+        return weight.detach().bfloat16().contiguous()
+    return ggml.quantize(weight, GGML_NAMES[fmt])
 
-    int8 / int4 keep the LM head in float32. bf16 also holds the head (and, tied, the
-    embedding table it shares) in bfloat16: activations stay float32 throughout.
+
+def unpack(data: torch.Tensor, fmt: Format, in_features: int, ids: torch.Tensor | None = None) -> torch.Tensor:
+    """The float32 weights [N, K] that ``data`` holds, or the rows ``ids`` [..., K] of them (GGML blocks
+    dequantized exactly as gguf-py does: by the C kernel when built, by quant.ggml otherwise)."""
+    if kernels.enabled() and data.is_contiguous():
+        return kernels.dequantize_rows(data, fmt, in_features, ids)
+    rows = data if ids is None else data[ids]
+    if fmt in ("f32", "bf16"):
+        return rows.float()
+    return ggml.dequantize(rows.reshape(-1), GGML_NAMES[fmt], (*rows.shape[:-1], in_features))
+
+
+class PackedLinear(nn.Module):
+    """y = x W^T + b with W [out_features, in_features] held as ``fmt`` (f32 | bf16 | q8_0 | q4_1).
+
+    ``data``: the packed weights as :func:`pack` makes them (or a GGUF tensor's raw rows of blocks).
     """
-    layer = QUANTIZED_LINEARS[kind]
-    for parent in list(model.blocks.modules()):
+
+    KERNEL_MAX_ROWS = 16  # more rows than this (prefill) go to PyTorch's GEMM on dequantized weights
+
+    def __init__(self, data: torch.Tensor, fmt: Format, in_features: int, bias: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.fmt, self.in_features, self.out_features = fmt, in_features, data.shape[0]
+        self.register_buffer("data", data)
+        self.bias = None if bias is None else bias.detach().float()
+
+    @classmethod
+    def from_weight(cls, weight: torch.Tensor, fmt: Format, bias: torch.Tensor | None = None) -> PackedLinear:
+        """Pack a float weight [N, K]."""
+        return cls(pack(weight, fmt), fmt, weight.shape[1], bias)
+
+    def dequantized(self) -> torch.Tensor:
+        """The float32 weights [N, K] the layer multiplies by."""
+        return unpack(self.data, self.fmt, self.in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // self.in_features
+        if x.dtype == torch.float32 and rows <= self.KERNEL_MAX_ROWS and kernels.enabled():
+            y = kernels.matvec(self.data, self.fmt, x)  # [..., N]: reads each packed weight once
+        else:  # many rows (prefill): compute-bound, PyTorch's GEMM on the float weights
+            y = F.linear(x.float(), self.dequantized())
+        if self.bias is not None:
+            y = y + self.bias
+        return y.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, fmt={self.fmt}"
+
+
+class PackedEmbedding(nn.Module):
+    """An embedding table looked up from packed rows (shared with a tied LM head): rows dequantized per lookup."""
+
+    def __init__(self, head: PackedLinear) -> None:
+        super().__init__()
+        self.head = [head]  # not a submodule: the head owns the data
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The whole table in float32 (for callers that read it; lookups never build it)."""
+        return self.head[0].dequantized()
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        head = self.head[0]
+        return unpack(head.data, head.fmt, head.in_features, ids)  # [..., d_model]
+
+
+def quantize_linears(model: nn.Module, kind: QuantKind, packed: dict | None = None) -> nn.Module:
+    """Replace every nn.Linear inside ``model.blocks`` and the LM head in place; returns the model.
+
+    ``packed``: state-dict name -> io.gguf.PackedTensor, weights already in GGML blocks (a GGUF file's):
+    used as they are when their format is the target one, converted otherwise.
+    """
+    if kind not in PRECISION_FORMATS:
+        raise ValueError(f"kind must be one of {', '.join(PRECISION_FORMATS)}; got {kind!r}")
+    packed = packed or {}
+    blocks_fmt, head_fmt = PRECISION_FORMATS[kind]
+    for prefix, parent in list(model.blocks.named_modules(prefix="blocks")):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Linear):
-                setattr(parent, name, layer(child.weight.detach(), child.bias))
-    if kind == "bf16":
-        tied = model.lm_head is None
-        head = model.embed.weight if tied else model.lm_head.weight
-        model.lm_head = Bf16Linear(head, None)
-        if tied:  # one bfloat16 table for the lookup and the head
-            model.embed.weight = nn.Parameter(model.lm_head.weight, requires_grad=False)
+                source = packed.get(f"{prefix}.{name}.weight", child.weight)
+                setattr(parent, name, packed_linear(source, blocks_fmt, child.bias))
+    head_name = "embed.weight" if model.lm_head is None else "lm_head.weight"
+    set_head(model, packed_linear(packed.get(head_name, head_weight(model)), head_fmt))
     return model
+
+
+def packed_linear(source, fmt: Format, bias: torch.Tensor | None = None) -> PackedLinear:
+    """A PackedLinear of ``fmt`` from a float weight or a PackedTensor (its blocks as they are if already ``fmt``)."""
+    if isinstance(source, torch.Tensor):
+        return PackedLinear.from_weight(source, fmt, bias)
+    if GGML_NAMES.get(fmt) == source.ggml_type:
+        return PackedLinear(source.data, fmt, source.in_features, bias)
+    shape = (source.data.shape[0], source.in_features)
+    weight = ggml.dequantize(source.data.reshape(-1), source.ggml_type, shape)
+    return PackedLinear.from_weight(weight, fmt, bias)
+
+
+def kept_ggml_types(precision: str) -> frozenset[str]:
+    """The GGML types a GGUF loader should keep packed for ``precision`` (those its layers hold)."""
+    return frozenset(GGML_NAMES[f] for f in PRECISION_FORMATS.get(precision, ()) if f in GGML_NAMES)
+
+
+def head_weight(model: nn.Module) -> torch.Tensor:
+    """The LM head's float weights [vocab, d_model] (the embedding table when tied)."""
+    if model.lm_head is None:
+        return model.embed.weight
+    head = model.lm_head
+    return head.dequantized() if isinstance(head, PackedLinear) else head.weight
+
+
+def set_head(model: nn.Module, head: PackedLinear) -> None:
+    """Install a packed LM head; a tied embedding then reads its rows from the head's data (one copy)."""
+    tied = model.spec.tied_embeddings
+    if tied and model.head_scale != 1.0:  # T5's rescaled tied head: keep the float table for the lookup
+        tied = False
+    model.lm_head = head
+    if tied:
+        model.embed = PackedEmbedding(head)

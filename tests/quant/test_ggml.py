@@ -124,3 +124,25 @@ def test_bad_input_is_a_clear_error():
         dequantize(torch.zeros(34, dtype=torch.uint8), "Q8_0", (2, 32))
     with pytest.raises(LlmkitError, match="not a whole number of 32-blocks"):
         dequantize(torch.zeros(34, dtype=torch.uint8), "Q8_0", (1, 33))
+
+
+@pytest.mark.parametrize("kind", ["Q8_0", "Q4_1"])
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e4])
+def test_quantize_is_byte_identical_to_gguf_py(kind, scale):
+    from llmkit.quant.ggml import quantize
+
+    w = torch.randn(16, 128, generator=torch.Generator().manual_seed(0)) * scale
+    w[3] = 0.0  # all-zero blocks (d = 0)
+    w[5, :32] = 2.5 * scale  # a constant block
+    w[7, :32] = torch.arange(32) * 0.5 * scale  # exact halves: rounding ties
+    oracle = gguf.quants.quantize(w.numpy(), getattr(gguf.GGMLQuantizationType, kind))
+    assert np.array_equal(quantize(w, kind).numpy(), oracle)
+
+
+def test_quantize_refuses_rows_that_are_not_whole_blocks():
+    from llmkit.quant.ggml import quantize
+
+    with pytest.raises(LlmkitError, match="multiple of 32"):
+        quantize(torch.zeros(2, 40), "Q8_0")
+    with pytest.raises(LlmkitError, match="not supported"):
+        quantize(torch.zeros(2, 256), "Q4_K")

@@ -1,15 +1,22 @@
-"""Quantized linear layers: error bounds of the formats, fast kernels against the readable path,
-and the quality check on the real SmolLM2 (top-1 agreement with float32 >= 95%)."""
+"""Packed linear layers: GGML's own blocks, products equal to the dequantized weights', the GGUF's
+tensors kept as stored, and the quality check on the real SmolLM2 (top-1 agreement with float32 >= 95%)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+import gguf.quants as gq
+import numpy as np
+from gguf import GGMLQuantizationType
+
+from llmkit import kernels
 from llmkit.io.gguf import llama_state_dict, open_gguf
-from llmkit.load import build_model
-from llmkit.quant.linear import Bf16Linear, Int4Linear, Int8Linear, int4_dequantize, int4_quantize, int8_dequantize, int8_quantize
+from llmkit.load import build_model, load
+from llmkit.quant.linear import PackedEmbedding, PackedLinear
 from llmkit.tokenize import from_gguf_metadata
+
+GGUF_TYPES = {"q8_0": GGMLQuantizationType.Q8_0, "q4_1": GGMLQuantizationType.Q4_1}
 
 PROSE = (
     "Rivers shape the land they cross. Over thousands of years, water carries sand and silt from the "
@@ -33,49 +40,52 @@ def _weights(n: int = 96, k: int = 128) -> torch.Tensor:
     return torch.randn(n, k, generator=torch.Generator().manual_seed(0)) * torch.linspace(0.1, 2.0, n)[:, None]
 
 
-def test_int8_error_is_at_most_half_a_step():
+@pytest.mark.parametrize("fmt", ["q8_0", "q4_1"])
+def test_packed_blocks_are_ggmls_own(fmt):
     w = _weights()
-    q, scale = int8_quantize(w)
-    assert q.dtype == torch.int8 and q.abs().max() <= 127
-    assert ((int8_dequantize(q, scale) - w).abs() <= scale[:, None] / 2 + 1e-6).all()
+    layer = PackedLinear.from_weight(w, fmt)
+    oracle = gq.quantize(w.numpy(), GGUF_TYPES[fmt])  # llama.cpp's reference quantizer, byte for byte
+    assert np.array_equal(layer.data.numpy(), oracle)
+    expected = torch.from_numpy(gq.dequantize(oracle, GGUF_TYPES[fmt])).reshape(w.shape)
+    assert torch.equal(layer.dequantized(), expected)
 
 
-def test_int4_error_is_at_most_half_a_step_per_group():
+@pytest.mark.parametrize("fmt", ["f32", "bf16", "q8_0", "q4_1"])
+@pytest.mark.parametrize("rows", [1, 5, 40])  # decoding (the kernel) and prefill (dequantize + GEMM)
+def test_packed_linear_is_x_times_its_dequantized_weights(fmt, rows):
+    w, bias = _weights(), torch.randn(96, generator=torch.Generator().manual_seed(1))
+    layer = PackedLinear.from_weight(w, fmt, bias)
+    x = torch.randn(1, rows, 128, generator=torch.Generator().manual_seed(2))
+    expected = torch.nn.functional.linear(x.double(), layer.dequantized().double(), bias.double())
+    got = layer(x)
+    assert got.shape == (1, rows, 96)
+    bound = 1e-4 if fmt.startswith("q") and rows <= layer.KERNEL_MAX_ROWS else 1e-5  # int16 activations (cpu.c)
+    assert (got.double() - expected).abs().max() <= bound * expected.abs().max()
+
+
+def test_without_the_kernels_the_layer_dequantizes(monkeypatch):
     w = _weights()
-    q, scale, low = int4_quantize(w, group=32)
-    assert q.min() >= 0 and q.max() <= 15
-    error = (int4_dequantize(q, scale, low) - w).abs().reshape(96, 4, 32)
-    assert (error <= scale[..., None] / 2 + 1e-6).all()
+    layer = PackedLinear.from_weight(w, "q4_1")
+    x = torch.randn(1, 1, 128, generator=torch.Generator().manual_seed(3))
+    monkeypatch.setattr(kernels, "enabled", lambda: False)
+    expected = torch.nn.functional.linear(x, layer.dequantized())
+    assert torch.equal(layer(x), expected)
 
 
-@pytest.mark.parametrize("layer_cls", [Int8Linear, Int4Linear])
-def test_fast_kernel_equals_the_readable_path(layer_cls):
-    w, bias = _weights(), torch.randn(96)
-    x = torch.randn(3, 5, 128, generator=torch.Generator().manual_seed(1))
-    layer = layer_cls(w, bias)
-    fast = layer(x)
-    layer.fast = False
-    readable = layer(x)
-    # the kernels take bfloat16 activations: agreement within bfloat16 rounding of the inputs
-    assert fast.shape == (3, 5, 96)
-    assert (fast - readable).abs().max() <= 1e-2 * readable.abs().max()
+def test_a_packed_embedding_looks_rows_up_from_the_heads_blocks():
+    head = PackedLinear.from_weight(_weights(), "q8_0")
+    ids = torch.tensor([[0, 95, 7], [7, 7, 1]])
+    assert torch.equal(PackedEmbedding(head)(ids), head.dequantized()[ids])
 
 
-def test_bf16_linear_prefill_is_exact_and_decode_within_bf16_rounding():
-    w, bias = _weights(), torch.randn(96)
-    layer = Bf16Linear(w, bias)
-    readable = lambda x: torch.nn.functional.linear(x, w.bfloat16().float(), bias)  # noqa: E731
-    many = torch.randn(1, 40, 128, generator=torch.Generator().manual_seed(2))  # > PREFILL_ROWS: float32 GEMM
-    assert torch.equal(layer(many), readable(many))
-    one = many[:, :1]  # decoding: bfloat16 GEMV
-    assert (layer(one) - readable(one)).abs().max() <= 1e-2 * readable(one).abs().max()
-
-
-def test_int4_kernel_weights_are_the_format_dequantized():
-    w = _weights()
-    layer = Int4Linear(w, None)
-    expected = int4_dequantize(*int4_quantize(w))
-    assert (layer.dequantized() - expected).abs().max() <= 1e-2 * w.abs().max()  # bfloat16 scales
+def test_int4_from_the_q4_1_gguf_holds_exactly_the_files_weights(smollm2_gguf):
+    gguf = open_gguf(smollm2_gguf)
+    model = load(smollm2_gguf, "int4").model
+    v = model.blocks[0].attn.v
+    assert v.fmt == "q4_1" and torch.equal(v.data.reshape(-1), gguf.raw("blk.0.attn_v.weight"))  # as stored
+    q = model.blocks[0].attn.q.dequantized()  # rows back in HF order: the fp32 loader's tensor
+    assert torch.equal(q, llama_state_dict(gguf)["blocks.0.attn.q.weight"])
+    assert model.lm_head.fmt == "q8_0" and torch.equal(model.lm_head.data.reshape(-1), gguf.raw("token_embd.weight"))
 
 
 @pytest.fixture(scope="module")

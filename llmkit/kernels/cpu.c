@@ -1,0 +1,751 @@
+/* llmkit CPU kernels: the decode hot path of a transformer, for AVX2 + FMA (plain C otherwise).
+ *
+ * Every kernel has a PyTorch twin that tests/kernels/test_kernels.py holds it to (llmkit/kernels/__init__.py
+ * documents each). Pointers in, results out; nothing allocated survives a call.
+ *
+ *   matvec_*     y[m, n] (+)= sum_k W[n, k] x[m, k]        W as f32 | bf16 | GGML Q8_0 | GGML Q4_1 rows
+ *   rms_norm     y = x / sqrt(mean(x^2) + eps) * g          (Zhang & Sennrich 2019)
+ *   rope_half    (a, b) -> (a cos - b sin, b cos + a sin)   half-split pairs, in place (Su et al. 2021)
+ *   attend_one   softmax(q K^T * scale) V for one query row per head, GQA, key padding, window start
+ *
+ * GGML blocks (ggml-common.h), 32 weights each, rows of K/32 blocks:
+ *   Q8_0  34 bytes: d (f16), qs[32] (int8)                   w_j = d * qs[j]
+ *   Q4_1  20 bytes: d (f16), m (f16), qs[16] (nibbles)       w_j = d * q_j + m,  q_j = qs[j] & 15 (j < 16),
+ *                                                            q_{j+16} = qs[j] >> 4
+ * Against quantized weights the activations are rounded to int16 per block of 32 (scale s_x = absmax / 32767,
+ * an error below 2^-16 of the block's largest value; ggml rounds them to int8, 256 times coarser), so a block's
+ * dot product is exact integer arithmetic (vpmaddwd):
+ *     sum_j w_j x_j = s_x (d * sum_j q_j xq_j + m * sum_j xq_j).
+ *
+ * Threads: a pool of our own (not OpenMP): matrix-vector products are split by output rows. Its workers are
+ * pinned one per CPU, and the calling thread is pinned too while a "session" is open (llmkit_pool_session):
+ * on small virtual machines an unpinned caller ends up sharing a CPU with a spinning worker, which turns each
+ * of a token's hundreds of barriers into a scheduler time slice. Waiting threads spin with pause, yield now and
+ * then (so a shared CPU still makes progress) and sleep on a condition variable after ~2 ms without work.
+ */
+#define _GNU_SOURCE
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#define LLMKIT_AVX2 1
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+#define QK 32
+typedef struct { uint16_t d; int8_t qs[QK]; } block_q8_0;
+typedef struct { uint16_t d, m; uint8_t qs[QK / 2]; } block_q4_1;
+_Static_assert(sizeof(block_q8_0) == 34, "Q8_0 block is 34 bytes");
+_Static_assert(sizeof(block_q4_1) == 20, "Q4_1 block is 20 bytes");
+
+int llmkit_kernels_version(void) { return 2; }
+
+/* ---- the thread pool ------------------------------------------------------------------------------------ */
+
+typedef void (*task_fn)(void *ctx, int ith, int nth);
+
+#define MAX_THREADS 64
+#define SLEEP_AFTER_NS 2000000L
+
+static struct {
+    int n;                    /* threads taking part, the caller included (1: no workers) */
+    int caller_cpu;           /* the CPU the caller is pinned to in a session */
+    atomic_int gen, done, sleeping;
+    task_fn fn;
+    void *ctx;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    cpu_set_t saved;          /* the caller's affinity before the session */
+    int in_session;
+    int start_gen;            /* the generation the workers start from */
+} pool = {.n = 1, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static long now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+static void pin_self(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+/* A worker: wait for the next generation (spin, yield every 256 spins, sleep after SLEEP_AFTER_NS), run, count. */
+static void *worker(void *arg) {
+    const int ith = (int)(intptr_t)arg;
+    int seen = pool.start_gen;
+    for (;;) {
+        long start = 0;
+        for (int spins = 1; atomic_load_explicit(&pool.gen, memory_order_acquire) == seen; spins++) {
+            cpu_relax();
+            if (spins % 256) continue;
+            sched_yield();
+            if (!start) start = now_ns();
+            else if (now_ns() - start > SLEEP_AFTER_NS) {
+                pthread_mutex_lock(&pool.mu);
+                atomic_fetch_add(&pool.sleeping, 1);
+                while (atomic_load(&pool.gen) == seen) pthread_cond_wait(&pool.cv, &pool.mu);
+                atomic_fetch_sub(&pool.sleeping, 1);
+                pthread_mutex_unlock(&pool.mu);
+            }
+        }
+        seen = atomic_load_explicit(&pool.gen, memory_order_acquire);
+        pool.fn(pool.ctx, ith, pool.n);
+        atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
+    }
+    return NULL;
+}
+
+static void after_fork_in_child(void) { pool.n = 1; pool.in_session = 0; } /* the workers did not survive */
+
+/* Start n - 1 workers (once), pinned to CPUs of the process's mask other than the caller's current one.
+ * Returns the number of threads in use (1 when n < 2 or threads cannot be made). */
+int llmkit_pool_start(int n) {
+    if (pool.n > 1 || n < 2) return pool.n;
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed)) return 1;
+    int here = sched_getcpu(), cpus[MAX_THREADS], count = 0;
+    if (here < 0 || !CPU_ISSET(here, &allowed)) return 1;
+    for (int c = 0; c < CPU_SETSIZE && count < MAX_THREADS; c++)
+        if (c != here && CPU_ISSET(c, &allowed)) cpus[count++] = c;
+    if (n - 1 > count) n = count + 1;
+    if (n < 2) return 1;
+    pool.caller_cpu = here;
+    pool.start_gen = atomic_load(&pool.gen);
+    pool.n = n;
+    for (int i = 1; i < n; i++) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpus[i - 1], &one);
+        pthread_attr_setaffinity_np(&attr, sizeof one, &one);
+        if (pthread_create(&t, &attr, worker, (void *)(intptr_t)i)) { pool.n = i; break; }
+        pthread_detach(t);
+        pthread_attr_destroy(&attr);
+    }
+    pthread_atfork(NULL, NULL, after_fork_in_child);
+    return pool.n;
+}
+
+/* open (1) / close (0) a session: pin the caller to its CPU, or give it back its previous affinity. */
+void llmkit_pool_session(int open) {
+    if (pool.n < 2 || open == pool.in_session) return;
+    if (open) {
+        pthread_getaffinity_np(pthread_self(), sizeof pool.saved, &pool.saved);
+        pin_self(pool.caller_cpu);
+    } else {
+        pthread_setaffinity_np(pthread_self(), sizeof pool.saved, &pool.saved);
+    }
+    pool.in_session = open;
+}
+
+/* Run fn(ctx, i, n) on every thread of the pool (the caller is thread 0) and wait for all of them. */
+static void pool_run(task_fn fn, void *ctx) {
+    if (pool.n < 2) { fn(ctx, 0, 1); return; }
+    pool.fn = fn;
+    pool.ctx = ctx;
+    atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&pool.gen, 1, memory_order_release);
+    if (atomic_load(&pool.sleeping)) {
+        pthread_mutex_lock(&pool.mu);
+        pthread_cond_broadcast(&pool.cv);
+        pthread_mutex_unlock(&pool.mu);
+    }
+    fn(ctx, 0, pool.n);
+    for (int spins = 1; atomic_load_explicit(&pool.done, memory_order_acquire) < pool.n - 1; spins++) {
+        cpu_relax();
+        if (spins % 256 == 0) sched_yield();
+    }
+}
+
+/* Rows [lo, hi) of N for thread ith of nth: whole tiles of ROWS, as even as they come. */
+#define ROWS 4
+static void split_rows(int64_t N, int ith, int nth, int64_t *lo, int64_t *hi) {
+    const int64_t tiles = (N + ROWS - 1) / ROWS, per = tiles / nth, extra = tiles % nth;
+    const int64_t first = ith * per + (ith < extra ? ith : extra), count = per + (ith < extra);
+    *lo = first * ROWS;
+    *hi = (first + count) * ROWS < N ? (first + count) * ROWS : N;
+}
+
+/* ---- helpers -------------------------------------------------------------------------------------------- */
+
+static inline float f16_to_f32(uint16_t h) {
+#ifdef LLMKIT_AVX2
+    return _cvtsh_ss(h);
+#else
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0) {
+        if (man == 0) bits = sign;
+        else {
+            exp = 127 - 15 + 1;
+            while (!(man & 0x400)) { man <<= 1; exp--; }
+            bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
+        }
+    } else if (exp == 31) bits = sign | 0x7f800000 | (man << 13);
+    else bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+#endif
+}
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+#ifdef LLMKIT_AVX2
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+static inline __m256 load_bf16(const uint16_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+#endif
+
+/* out[n0 + r] (+)= v[r] for the rows of the tile below hi */
+static inline void store(float *y, int64_t n0, int64_t hi, const float v[ROWS], int accumulate) {
+    for (int r = 0; r < ROWS && n0 + r < hi; r++) y[n0 + r] = accumulate ? y[n0 + r] + v[r] : v[r];
+}
+
+/* ---- float weights: f32 and bf16 ------------------------------------------------------------------------ */
+
+/* Dot products of ROWS weight rows with one activation row (a tile shares each load of x). */
+static void dot4_f32(const float *const w[ROWS], const float *x, int64_t K, float out[ROWS]) {
+    int64_t k = 0;
+#ifdef LLMKIT_AVX2
+    __m256 a[ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (; k + 8 <= K; k += 8) {
+        __m256 xv = _mm256_loadu_ps(x + k);
+        for (int r = 0; r < ROWS; r++) a[r] = _mm256_fmadd_ps(_mm256_loadu_ps(w[r] + k), xv, a[r]);
+    }
+    for (int r = 0; r < ROWS; r++) out[r] = hsum(a[r]);
+#else
+    for (int r = 0; r < ROWS; r++) out[r] = 0.0f;
+#endif
+    for (; k < K; k++)
+        for (int r = 0; r < ROWS; r++) out[r] += w[r][k] * x[k];
+}
+
+static void dot4_bf16(const uint16_t *const w[ROWS], const float *x, int64_t K, float out[ROWS]) {
+    int64_t k = 0;
+#ifdef LLMKIT_AVX2
+    __m256 a[ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (; k + 8 <= K; k += 8) {
+        __m256 xv = _mm256_loadu_ps(x + k);
+        for (int r = 0; r < ROWS; r++) a[r] = _mm256_fmadd_ps(load_bf16(w[r] + k), xv, a[r]);
+    }
+    for (int r = 0; r < ROWS; r++) out[r] = hsum(a[r]);
+#else
+    for (int r = 0; r < ROWS; r++) out[r] = 0.0f;
+#endif
+    for (; k < K; k++)
+        for (int r = 0; r < ROWS; r++) out[r] += bf16_to_f32(w[r][k]) * x[k];
+}
+
+typedef struct {
+    const void *W;
+    const float *x;
+    float *y;
+    int64_t M, N, K;
+    int accumulate;
+} matvec_args;
+
+#define FLOAT_TASK(NAME, T, DOT)                                                                                \
+    static void NAME(void *ctx, int ith, int nth) {                                                           \
+        const matvec_args *a = ctx;                                                                            \
+        int64_t lo, hi;                                                                                        \
+        split_rows(a->N, ith, nth, &lo, &hi);                                                                  \
+        for (int64_t n0 = lo; n0 < hi; n0 += ROWS) {                                                           \
+            const T *w[ROWS];                                                                                  \
+            for (int r = 0; r < ROWS; r++) w[r] = (const T *)a->W + (n0 + r < a->N ? n0 + r : a->N - 1) * a->K; \
+            for (int64_t m = 0; m < a->M; m++) {                                                               \
+                float v[ROWS];                                                                                 \
+                DOT(w, a->x + m * a->K, a->K, v);                                                             \
+                store(a->y + m * a->N, n0, hi, v, a->accumulate);                                              \
+            }                                                                                                  \
+        }                                                                                                      \
+    }
+
+FLOAT_TASK(task_f32, float, dot4_f32)
+FLOAT_TASK(task_bf16, uint16_t, dot4_bf16)
+
+int matvec_f32(const void *W, const float *x, float *y, int64_t M, int64_t N, int64_t K, int accumulate) {
+    matvec_args a = {W, x, y, M, N, K, accumulate};
+    pool_run(task_f32, &a);
+    return 0;
+}
+
+int matvec_bf16(const void *W, const float *x, float *y, int64_t M, int64_t N, int64_t K, int accumulate) {
+    matvec_args a = {W, x, y, M, N, K, accumulate};
+    pool_run(task_bf16, &a);
+    return 0;
+}
+
+/* ---- quantized weights: GGML Q8_0 and Q4_1 against int16 activation blocks ------------------------------ */
+
+/* x [M, K] -> xq [M, K] int16, sx [M, K/32] (scale = absmax / 32767 per block), sxq [M, K/32] (scale * sum of
+ * the block's xq). Rounding to nearest keeps each element within scale / 2: below 2^-16 of the block's max. */
+static void quantize_rows_i16(const float *x, int64_t M, int64_t K, int16_t *xq, float *sx, float *sxq) {
+    for (int64_t i = 0; i < M * K / QK; i++) {
+        const float *b = x + i * QK;
+        float amax = 0.0f;
+        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(b[j]));
+        float s = amax / 32767.0f, inv = amax > 0.0f ? 32767.0f / amax : 0.0f;
+        int32_t sum = 0;
+        for (int j = 0; j < QK; j++) {
+            int32_t q = (int32_t)lrintf(b[j] * inv);
+            q = q > 32767 ? 32767 : (q < -32767 ? -32767 : q);
+            xq[i * QK + j] = (int16_t)q;
+            sum += q;
+        }
+        sx[i] = s;
+        sxq[i] = s * (float)sum;
+    }
+}
+
+static void dot4_q8_0(const block_q8_0 *const w[ROWS], const int16_t *xq, const float *sx, const float *sxq,
+                      int64_t nb, float out[ROWS]) {
+    (void)sxq;
+#ifdef LLMKIT_AVX2
+    __m256 a[ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + b * QK));
+        __m256i x1 = _mm256_loadu_si256((const __m256i *)(xq + b * QK + 16));
+        for (int r = 0; r < ROWS; r++) {
+            const block_q8_0 *blk = w[r] + b;
+            __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)blk->qs));
+            __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk->qs + 16)));
+            __m256i p = _mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1));
+            a[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_to_f32(blk->d) * sx[b]), a[r]);
+        }
+    }
+    for (int r = 0; r < ROWS; r++) out[r] = hsum(a[r]);
+#else
+    for (int r = 0; r < ROWS; r++) {
+        float acc = 0.0f;
+        for (int64_t b = 0; b < nb; b++) {
+            int32_t s = 0;
+            for (int j = 0; j < QK; j++) s += (int32_t)w[r][b].qs[j] * xq[b * QK + j];
+            acc += (float)s * (f16_to_f32(w[r][b].d) * sx[b]);
+        }
+        out[r] = acc;
+    }
+#endif
+}
+
+static void dot4_q4_1(const block_q4_1 *const w[ROWS], const int16_t *xq, const float *sx, const float *sxq,
+                      int64_t nb, float out[ROWS]) {
+    float bias[ROWS] = {0.0f, 0.0f, 0.0f, 0.0f};
+#ifdef LLMKIT_AVX2
+    const __m128i low4 = _mm_set1_epi8(0x0f);
+    __m256 a[ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + b * QK));
+        __m256i x1 = _mm256_loadu_si256((const __m256i *)(xq + b * QK + 16));
+        for (int r = 0; r < ROWS; r++) {
+            const block_q4_1 *blk = w[r] + b;
+            __m128i raw = _mm_loadu_si128((const __m128i *)blk->qs);
+            __m256i lo = _mm256_cvtepu8_epi16(_mm_and_si128(raw, low4));                  /* weights 0-15 */
+            __m256i hi = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), low4)); /* weights 16-31 */
+            __m256i p = _mm256_add_epi32(_mm256_madd_epi16(lo, x0), _mm256_madd_epi16(hi, x1));
+            a[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_to_f32(blk->d) * sx[b]), a[r]);
+            bias[r] += f16_to_f32(blk->m) * sxq[b];
+        }
+    }
+    for (int r = 0; r < ROWS; r++) out[r] = hsum(a[r]) + bias[r];
+#else
+    for (int r = 0; r < ROWS; r++) {
+        float acc = 0.0f;
+        for (int64_t b = 0; b < nb; b++) {
+            const block_q4_1 *blk = w[r] + b;
+            int32_t s = 0;
+            for (int j = 0; j < QK / 2; j++)
+                s += (blk->qs[j] & 15) * xq[b * QK + j] + (blk->qs[j] >> 4) * xq[b * QK + j + 16];
+            acc += (float)s * (f16_to_f32(blk->d) * sx[b]);
+            bias[r] += f16_to_f32(blk->m) * sxq[b];
+        }
+        out[r] = acc + bias[r];
+    }
+#endif
+}
+
+/* Many activation rows are taken in chunks so a chunk's int16 copy stays in L2 while the weights stream. */
+#define M_CHUNK 64
+
+typedef struct {
+    const void *W;
+    const int16_t *xq;
+    const float *sx, *sxq;
+    float *y;
+    int64_t M, N, K, m0;
+    int accumulate;
+} qmatvec_args;
+
+#define QUANTIZED_TASK(NAME, BLOCK, DOT)                                                                        \
+    static void NAME(void *ctx, int ith, int nth) {                                                           \
+        const qmatvec_args *a = ctx;                                                                           \
+        const int64_t nb = a->K / QK;                                                                          \
+        int64_t lo, hi;                                                                                        \
+        split_rows(a->N, ith, nth, &lo, &hi);                                                                  \
+        for (int64_t n0 = lo; n0 < hi; n0 += ROWS) {                                                           \
+            const BLOCK *w[ROWS];                                                                              \
+            for (int r = 0; r < ROWS; r++) w[r] = (const BLOCK *)a->W + (n0 + r < a->N ? n0 + r : a->N - 1) * nb; \
+            for (int64_t m = 0; m < a->M; m++) {                                                               \
+                float v[ROWS];                                                                                 \
+                DOT(w, a->xq + m * a->K, a->sx + m * nb, a->sxq + m * nb, nb, v);                             \
+                store(a->y + (a->m0 + m) * a->N, n0, hi, v, a->accumulate);                                    \
+            }                                                                                                  \
+        }                                                                                                      \
+    }
+
+QUANTIZED_TASK(task_q8_0, block_q8_0, dot4_q8_0)
+QUANTIZED_TASK(task_q4_1, block_q4_1, dot4_q4_1)
+
+static int quantized_matvec(task_fn task, const void *W, const float *x, float *y, int64_t M, int64_t N, int64_t K,
+                            int accumulate) {
+    if (K % QK) return -1;
+    const int64_t nb = K / QK, chunk = M < M_CHUNK ? M : M_CHUNK;
+    int16_t *xq = malloc(chunk * K * sizeof(int16_t));
+    float *sx = malloc(chunk * nb * sizeof(float)), *sxq = malloc(chunk * nb * sizeof(float));
+    if (!xq || !sx || !sxq) { free(xq); free(sx); free(sxq); return -2; }
+    for (int64_t m0 = 0; m0 < M; m0 += chunk) {
+        const int64_t mc = M - m0 < chunk ? M - m0 : chunk;
+        quantize_rows_i16(x + m0 * K, mc, K, xq, sx, sxq);
+        qmatvec_args a = {W, xq, sx, sxq, y, mc, N, K, m0, accumulate};
+        pool_run(task, &a);
+    }
+    free(xq); free(sx); free(sxq);
+    return 0;
+}
+
+int matvec_q8_0(const void *W, const float *x, float *y, int64_t M, int64_t N, int64_t K, int accumulate) {
+    return quantized_matvec(task_q8_0, W, x, y, M, N, K, accumulate);
+}
+
+int matvec_q4_1(const void *W, const float *x, float *y, int64_t M, int64_t N, int64_t K, int accumulate) {
+    return quantized_matvec(task_q4_1, W, x, y, M, N, K, accumulate);
+}
+
+/* ---- RMSNorm -------------------------------------------------------------------------------------------- */
+
+void rms_norm(const float *x, const float *g, float *y, int64_t M, int64_t D, float eps) {
+    for (int64_t m = 0; m < M; m++) {
+        const float *row = x + m * D;
+        float *out = y + m * D;
+        double ss = 0.0;
+        for (int64_t i = 0; i < D; i++) ss += (double)row[i] * row[i];
+        float r = 1.0f / sqrtf((float)(ss / (double)D) + eps);
+        for (int64_t i = 0; i < D; i++) out[i] = g[i] * (row[i] * r);
+    }
+}
+
+/* ---- RoPE, half-split layout, in place -------------------------------------------------------------------
+ * x: [B, H, T, D] with strides (xb, xh, xt, 1); cos, sin: [B or 1, T, d_rot] with strides (cb, ct, 1), cb = 0
+ * when one table serves every batch row. Pairs (i, i + d_rot/2) for i < d_rot/2; features >= d_rot untouched. */
+void rope_half(float *x, const float *cos, const float *sin, int64_t B, int64_t H, int64_t T, int64_t d_rot,
+               int64_t xb, int64_t xh, int64_t xt, int64_t cb, int64_t ct) {
+    const int64_t half = d_rot / 2;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t t = 0; t < T; t++) {
+                float *v = x + b * xb + h * xh + t * xt;
+                const float *c = cos + b * cb + t * ct, *s = sin + b * cb + t * ct;
+                for (int64_t i = 0; i < half; i++) {
+                    float a0 = v[i], a1 = v[i + half];
+                    v[i] = a0 * c[i] - a1 * s[i];
+                    v[i + half] = a1 * c[i + half] + a0 * s[i + half];
+                }
+            }
+}
+
+/* ---- attention of one query per head over cached keys ----------------------------------------------------
+ * q: [B, H, D] (strides qb, qh, 1); k, v: [B, KV, L, D] (strides kb, kh, D, 1, the same for v); out: [B, H, D]
+ * contiguous. Query head h reads KV head h / (H / KV) (GQA). Keys j < start are hidden (a sliding window),
+ * and those with pad[b * L + j] == 0 when pad is given. scores = q.k * scale; softmax in float; out = p V.
+ * The (batch, head) pairs are split among the pool's threads. */
+
+#ifdef LLMKIT_AVX2
+/* e^x for 8 floats: 2^n e^r with n = round(x log2 e), r = x - n ln 2 (in two parts), e^r by its degree-6
+ * Taylor-Horner polynomial (|r| <= ln2/2: relative error < 2e-7); below -87.3 the result is 0. */
+static inline __m256 exp8(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.3f), hi = _mm256_set1_ps(88.7f);
+    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 e = _mm256_set1_ps(1.0f / 720);
+    e = _mm256_fmadd_ps(e, r, _mm256_set1_ps(1.0f / 120));
+    e = _mm256_fmadd_ps(e, r, _mm256_set1_ps(1.0f / 24));
+    e = _mm256_fmadd_ps(e, r, _mm256_set1_ps(1.0f / 6));
+    e = _mm256_fmadd_ps(e, r, _mm256_set1_ps(0.5f));
+    e = _mm256_fmadd_ps(e, r, _mm256_set1_ps(1.0f));
+    e = _mm256_fmadd_ps(e, r, _mm256_set1_ps(1.0f));
+    __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(under, _mm256_mul_ps(e, _mm256_castsi256_ps(pow2n)));
+}
+#endif
+
+typedef struct {
+    const float *q, *k, *v;
+    float *out;
+    const uint8_t *pad;
+    int64_t B, H, KV, L, D, start, qb, qh, kb, kh;
+    float scale;
+} attend_args;
+
+static float dot(const float *a, const float *b, int64_t n) {
+    int64_t i = 0;
+    float s = 0.0f;
+#ifdef LLMKIT_AVX2
+    __m256 acc = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+    s = hsum(acc);
+#endif
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void task_attend(void *ctx, int ith, int nth) {
+    const attend_args *a = ctx;
+    const int64_t pairs = a->B * a->H, group = a->H / a->KV, L = a->L, D = a->D, start = a->start;
+    float *p = malloc((L + 8) * sizeof(float));
+    for (int64_t bh = ith; bh < pairs; bh += nth) {
+        const int64_t b = bh / a->H, h = bh % a->H;
+        const float *qv = a->q + b * a->qb + h * a->qh;
+        const float *kk = a->k + b * a->kb + (h / group) * a->kh, *vv = a->v + b * a->kb + (h / group) * a->kh;
+        const uint8_t *mask = a->pad ? a->pad + b * L : NULL;
+        float *o = a->out + bh * D, top = -INFINITY, denom = 0.0f;
+        for (int64_t j = start; j < L; j++) {
+            p[j] = (mask && !mask[j]) ? -INFINITY : dot(qv, kk + j * D, D) * a->scale;
+            top = fmaxf(top, p[j]);
+        }
+        for (int64_t i = 0; i < D; i++) o[i] = 0.0f;
+        if (top == -INFINITY) continue; /* nothing visible: zeros (callers never ask for this) */
+        int64_t j = start;
+#ifdef LLMKIT_AVX2
+        __m256 sum = _mm256_setzero_ps();
+        for (; j + 8 <= L; j += 8) {
+            __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j), _mm256_set1_ps(top)));
+            _mm256_storeu_ps(p + j, e);
+            sum = _mm256_add_ps(sum, e);
+        }
+        denom = hsum(sum);
+#endif
+        for (; j < L; j++) {
+            p[j] = expf(p[j] - top);
+            denom += p[j];
+        }
+        for (j = start; j < L; j++) {
+            const float e = p[j], *vj = vv + j * D;
+            if (e == 0.0f) continue;
+            int64_t i = 0;
+#ifdef LLMKIT_AVX2
+            const __m256 ev = _mm256_set1_ps(e);
+            for (; i + 8 <= D; i += 8)
+                _mm256_storeu_ps(o + i, _mm256_fmadd_ps(ev, _mm256_loadu_ps(vj + i), _mm256_loadu_ps(o + i)));
+#endif
+            for (; i < D; i++) o[i] += e * vj[i];
+        }
+        const float inv = 1.0f / denom;
+        for (int64_t i = 0; i < D; i++) o[i] *= inv;
+    }
+    free(p);
+}
+
+void attend_one(const float *q, const float *k, const float *v, float *out, const uint8_t *pad, int64_t B,
+                int64_t H, int64_t KV, int64_t L, int64_t D, int64_t start, int64_t qb, int64_t qh, int64_t kb,
+                int64_t kh, float scale) {
+    attend_args a = {q, k, v, out, pad, B, H, KV, L, D, start, qb, qh, kb, kh, scale};
+    if (B * H * L * D < (1 << 14)) task_attend(&a, 0, 1); /* too little to share */
+    else pool_run(task_attend, &a);
+}
+
+/* ---- one decoding step of a LLaMA-family decoder -----------------------------------------------------------
+ * The composition nn/model.py's Transformer runs for one new token of one sequence, with the kernels above:
+ *
+ *     x = embed[token]
+ *     per layer:  h = rms_norm(x) g_attn;  q, k, v = h W_q (+b), h W_k (+b), h W_v (+b)
+ *                 q, k = rope(q, k at position pos);  cache[layer][pos] = k, v
+ *                 x += attention(q, cache[0 .. pos]) W_o
+ *                 h = rms_norm(x) g_ffn;  x += (act(h W_gate) * h W_up) W_down        (SwiGLU)
+ *     logits = rms_norm(x) g_final W_head
+ *
+ * llmkit.kernels.DecodePlan fills these structs from a Transformer and a ContiguousKVCache and checks the
+ * model qualifies (pre-norm RMSNorm, RoPE, SwiGLU, no MoE, batch 1); tests/kernels/ hold the step to the model. */
+
+enum { FMT_F32 = 0, FMT_BF16 = 1, FMT_Q8_0 = 2, FMT_Q4_1 = 3 };
+
+typedef struct {
+    int64_t fmt, n, k;     /* W [n, k] held as fmt */
+    const void *w;
+    const float *bias;     /* [n] or NULL */
+} proj_t;
+
+typedef struct {
+    const float *attn_norm, *ffn_norm;  /* [d_model] */
+    proj_t q, k, v, o, gate, up, down;
+    float *k_cache, *v_cache;           /* this layer's [n_kv, max_len, d_head] */
+} layer_t;
+
+typedef struct {
+    int64_t n_layers, d_model, n_heads, n_kv, d_head, d_rot, d_ff, max_len, window; /* window 0: none */
+    float eps, scale, rope_scale;
+    const float *inv_freq;              /* [d_rot / 2] */
+    const layer_t *layers;
+    const float *final_norm;
+    proj_t embed, head;                 /* embed: the table [vocab, d_model] in its format */
+} decoder_t;
+
+/* y = x W^T (+ y if accumulate) (+ bias) for one row */
+static int project(const proj_t *p, const float *x, float *y, int accumulate) {
+    int code = 0;
+    if (p->fmt == FMT_F32) code = matvec_f32(p->w, x, y, 1, p->n, p->k, accumulate);
+    else if (p->fmt == FMT_BF16) code = matvec_bf16(p->w, x, y, 1, p->n, p->k, accumulate);
+    else if (p->fmt == FMT_Q8_0) code = matvec_q8_0(p->w, x, y, 1, p->n, p->k, accumulate);
+    else if (p->fmt == FMT_Q4_1) code = matvec_q4_1(p->w, x, y, 1, p->n, p->k, accumulate);
+    else return -3;
+    if (p->bias)
+        for (int64_t i = 0; i < p->n; i++) y[i] += p->bias[i];
+    return code;
+}
+
+/* row r of a table [n, k] held as fmt, as float32 */
+static void table_row(const proj_t *t, int64_t r, float *out) {
+    const int64_t k = t->k, nb = k / QK;
+    if (t->fmt == FMT_F32) memcpy(out, (const float *)t->w + r * k, k * sizeof(float));
+    else if (t->fmt == FMT_BF16)
+        for (int64_t i = 0; i < k; i++) out[i] = bf16_to_f32(((const uint16_t *)t->w)[r * k + i]);
+    else if (t->fmt == FMT_Q8_0)
+        for (int64_t b = 0; b < nb; b++) {
+            const block_q8_0 *blk = (const block_q8_0 *)t->w + r * nb + b;
+            const float d = f16_to_f32(blk->d);
+            for (int j = 0; j < QK; j++) out[b * QK + j] = blk->qs[j] * d;
+        }
+    else
+        for (int64_t b = 0; b < nb; b++) {
+            const block_q4_1 *blk = (const block_q4_1 *)t->w + r * nb + b;
+            const float d = f16_to_f32(blk->d), m = f16_to_f32(blk->m);
+            for (int j = 0; j < QK / 2; j++) {
+                out[b * QK + j] = d * (blk->qs[j] & 15) + m;
+                out[b * QK + j + QK / 2] = d * (blk->qs[j] >> 4) + m;
+            }
+        }
+}
+
+/* the half-split rotation of heads [n, d_head] at one position (cos, sin: [d_rot / 2]) */
+static void rope_heads(float *x, int64_t n, int64_t d_head, int64_t d_rot, const float *c, const float *s) {
+    const int64_t half = d_rot / 2;
+    for (int64_t h = 0; h < n; h++) {
+        float *v = x + h * d_head;
+        for (int64_t i = 0; i < half; i++) {
+            float a0 = v[i], a1 = v[i + half];
+            v[i] = a0 * c[i] - a1 * s[i];
+            v[i + half] = a1 * c[i] + a0 * s[i];
+        }
+    }
+}
+
+/* g = silu(g) * u = g / (1 + e^-g) * u */
+static void silu_mul(float *g, const float *u, int64_t n) {
+    int64_t i = 0;
+#ifdef LLMKIT_AVX2
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(g + i);
+        __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), v));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(v, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
+    }
+#endif
+    for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+/* Decode token ``token`` at position ``pos`` (= tokens already cached): logits [vocab]; 0 on success. */
+int decode_step(const decoder_t *m, int64_t token, int64_t pos, float *logits) {
+    const int64_t d = m->d_model, hd = m->d_head, nq = m->n_heads * hd, nkv = m->n_kv * hd;
+    if (pos >= m->max_len || token < 0 || token >= m->embed.n) return -4;
+    float *buf = malloc((3 * d + 2 * nq + 2 * nkv + 2 * m->d_ff + m->d_rot) * sizeof(float));
+    if (!buf) return -2;
+    float *x = buf, *h = x + d, *q = h + d, *k = q + nq, *v = k + nkv, *att = v + nkv, *g = att + nq, *u = g + m->d_ff,
+          *c = u + m->d_ff, *s = c + m->d_rot / 2;
+    for (int64_t i = 0; i < m->d_rot / 2; i++) { /* as rope_cos_sin: angle in float32, then cos, sin, scaled */
+        const float angle = (float)pos * m->inv_freq[i];
+        c[i] = cosf(angle) * m->rope_scale;
+        s[i] = sinf(angle) * m->rope_scale;
+    }
+    table_row(&m->embed, token, x);
+    const int64_t start = m->window > 0 && pos + 1 > m->window ? pos + 1 - m->window : 0;
+    int code = 0;
+    for (int64_t l = 0; l < m->n_layers && !code; l++) {
+        const layer_t *L = m->layers + l;
+        rms_norm(x, L->attn_norm, h, 1, d, m->eps);
+        code |= project(&L->q, h, q, 0) | project(&L->k, h, k, 0) | project(&L->v, h, v, 0);
+        rope_heads(q, m->n_heads, hd, m->d_rot, c, s);
+        rope_heads(k, m->n_kv, hd, m->d_rot, c, s);
+        for (int64_t j = 0; j < m->n_kv; j++) {
+            memcpy(L->k_cache + (j * m->max_len + pos) * hd, k + j * hd, hd * sizeof(float));
+            memcpy(L->v_cache + (j * m->max_len + pos) * hd, v + j * hd, hd * sizeof(float));
+        }
+        attend_one(q, L->k_cache, L->v_cache, att, NULL, 1, m->n_heads, m->n_kv, pos + 1, hd, start, nq, hd,
+                   m->n_kv * m->max_len * hd, m->max_len * hd, m->scale);
+        code |= project(&L->o, att, x, 1);
+        rms_norm(x, L->ffn_norm, h, 1, d, m->eps);
+        code |= project(&L->gate, h, g, 0) | project(&L->up, h, u, 0);
+        silu_mul(g, u, m->d_ff);
+        code |= project(&L->down, g, x, 1);
+    }
+    if (!code) {
+        rms_norm(x, m->final_norm, h, 1, d, m->eps);
+        code = project(&m->head, h, logits, 0);
+    }
+    free(buf);
+    return code;
+}
+
+/* ---- dequantization: rows of a table held as fmt -> float32 ------------------------------------------------
+ * out[i] = row ids[i] (or row i when ids is NULL) of W [n, k], for i < count; rows split among the threads. */
+
+typedef struct {
+    proj_t t;
+    const int64_t *ids;
+    int64_t count;
+    float *out;
+} dequantize_args;
+
+static void task_dequantize(void *ctx, int ith, int nth) {
+    const dequantize_args *a = ctx;
+    int64_t lo, hi;
+    split_rows(a->count, ith, nth, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) table_row(&a->t, a->ids ? a->ids[i] : i, a->out + i * a->t.k);
+}
+
+int dequantize_rows(int64_t fmt, const void *w, int64_t n, int64_t k, const int64_t *ids, int64_t count, float *out) {
+    if (fmt < FMT_F32 || fmt > FMT_Q4_1 || (fmt >= FMT_Q8_0 && k % QK)) return -1;
+    for (int64_t i = 0; ids && i < count; i++)
+        if (ids[i] < 0 || ids[i] >= n) return -4;
+    dequantize_args a = {{fmt, n, k, w, NULL}, ids, count, out};
+    if (count * k < (1 << 16)) task_dequantize(&a, 0, 1);
+    else pool_run(task_dequantize, &a);
+    return 0;
+}

@@ -1,0 +1,159 @@
+"""Decoding one token of a LLaMA-family decoder in one C call (``decode_step`` in llmkit/kernels/cpu.c).
+
+The module path costs ~40 PyTorch ops and a dozen module calls per layer, each a few microseconds:
+for a small model that is most of a token's time. :class:`DecodePlan` gathers, once per KV cache, the
+pointers the C step needs (weights in their formats, norms, the cache's per-layer K/V) and
+:meth:`Transformer.forward <llmkit.nn.model.Transformer.forward>` hands it one-token, batch-1 steps.
+
+The step is the same composition as Block.forward (pre-norm RMSNorm, RoPE on q and k, GQA attention over
+the cache, SwiGLU) on the same kernels the modules use; tests/nn/test_fast.py holds its logits to the
+module path's. :func:`plan_for` returns None (and the modules run) for anything else: other families,
+norms or FFNs, MoE, biases on o/FFN, a backend or Shaw terms set on an attention layer, forward hooks
+(contrastive search's), caches other than contiguous, activations not in float32.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import weakref
+
+import torch
+from torch import nn
+
+from llmkit import kernels
+
+FORMAT_CODES = {"f32": 0, "bf16": 1, "q8_0": 2, "q4_1": 3}
+
+
+class Proj(ctypes.Structure):
+    _fields_ = [("fmt", ctypes.c_int64), ("n", ctypes.c_int64), ("k", ctypes.c_int64),
+                ("w", ctypes.c_void_p), ("bias", ctypes.c_void_p)]
+
+
+class Layer(ctypes.Structure):
+    _fields_ = [("attn_norm", ctypes.c_void_p), ("ffn_norm", ctypes.c_void_p),
+                *[(name, Proj) for name in ("q", "k", "v", "o", "gate", "up", "down")],
+                ("k_cache", ctypes.c_void_p), ("v_cache", ctypes.c_void_p)]
+
+
+class Decoder(ctypes.Structure):
+    _fields_ = [*[(name, ctypes.c_int64) for name in
+                  ("n_layers", "d_model", "n_heads", "n_kv", "d_head", "d_rot", "d_ff", "max_len", "window")],
+                ("eps", ctypes.c_float), ("scale", ctypes.c_float), ("rope_scale", ctypes.c_float),
+                ("inv_freq", ctypes.c_void_p), ("layers", ctypes.POINTER(Layer)), ("final_norm", ctypes.c_void_p),
+                ("embed", Proj), ("head", Proj)]
+
+
+def proj(module: nn.Module, keep: list) -> Proj | None:
+    """The Proj of a kernel-readable linear layer (Linear with float32 weights, or PackedLinear); None otherwise."""
+    if hasattr(module, "fmt") and hasattr(module, "data"):  # quant.linear.PackedLinear
+        data, fmt, k = module.data, module.fmt, module.in_features
+    elif isinstance(module, nn.Linear) and module.weight.dtype == torch.float32:
+        data, fmt, k = module.weight, "f32", module.in_features
+    else:
+        return None
+    bias = getattr(module, "bias", None)
+    if not data.is_contiguous() or (bias is not None and bias.dtype != torch.float32):
+        return None
+    keep.extend([data, bias])
+    return Proj(FORMAT_CODES[fmt], data.shape[0], k, data.data_ptr(), None if bias is None else bias.data_ptr())
+
+
+def table(model: nn.Module, keep: list) -> Proj | None:
+    """The embedding table as a Proj: float32 weights, or the packed head's blocks a PackedEmbedding reads."""
+    embed = model.embed
+    if hasattr(embed, "head"):  # quant.linear.PackedEmbedding
+        return proj(embed.head[0], keep)
+    if isinstance(embed, nn.Embedding) and embed.weight.dtype == torch.float32 and embed.weight.is_contiguous():
+        keep.append(embed.weight)
+        return Proj(0, *embed.weight.shape, embed.weight.data_ptr(), None)
+    return None
+
+
+def qualifies(model: nn.Module) -> bool:
+    """The spec-level conditions: a RoPE decoder with pre-norm RMSNorm and a SwiGLU FFN, nothing else."""
+    s = model.spec
+    return (s.family == "decoder" and s.position == "rope" and s.norm == "rmsnorm" and s.norm_placement == "pre"
+            and s.ffn_kind == "swiglu" and not s.is_moe and s.embedding_scale == 1.0
+            and not s.out_bias and not s.ffn_bias and s.final_norm and not s.embedding_norm
+            and model.head_scale == 1.0 and kernels.enabled())
+
+
+class DecodePlan:
+    """The C step's view of one model and one contiguous KV cache (rebuilt when either changes)."""
+
+    def __init__(self, model: nn.Module, cache, structs: Decoder, layers, keep: list) -> None:
+        # no reference to the model itself: plans live in a WeakKeyDictionary keyed by it (PLANS)
+        self.vocab, self.cache, self.structs, self.layers, self.keep = model.spec.vocab_size, cache, structs, layers, keep
+        self.modules = list(model.modules())
+        self.attentions = [block.attn for block in model.blocks]
+
+    def usable(self) -> bool:
+        """Nothing changed since the plan was made that the C step would ignore (hooks, attention settings)."""
+        if any(m._forward_hooks or m._forward_pre_hooks for m in self.modules):
+            return False
+        if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+            return False
+        return all(a.backend == "sdpa" and a.relative is None and not a.record_probs for a in self.attentions)
+
+    def step(self, token: int) -> torch.Tensor:
+        """Logits [1, 1, vocab] of ``token`` at the cache's next position; the cache advances by one."""
+        logits = torch.empty(1, 1, self.vocab)
+        code = kernels.library().decode_step(ctypes.byref(self.structs), token, self.cache.length, logits.data_ptr())
+        if code:
+            raise kernels.KernelError(f"decode_step failed (code {code})")
+        self.cache.advance(1)
+        return logits
+
+
+PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its DecodePlan (of one cache)
+
+
+def decode_step(model: nn.Module, input_ids: torch.Tensor, cache) -> torch.Tensor | None:
+    """Logits [1, 1, vocab] of one token through the C step, or None when it does not apply (the modules run)."""
+    if input_ids.shape != (1, 1) or torch.is_grad_enabled() or input_ids.device.type != "cpu":
+        return None
+    if getattr(cache, "length", 0) >= getattr(cache, "max_len", 0):
+        return None  # full: the module path raises CacheFullError
+    plan = PLANS.get(model)
+    if plan is None or plan.cache is not cache:
+        plan = plan_for(model, cache)
+        if plan is None:
+            return None
+        PLANS[model] = plan
+    if not plan.usable():
+        return None
+    return plan.step(int(input_ids))
+
+
+def plan_for(model: nn.Module, cache) -> DecodePlan | None:
+    """A DecodePlan for ``model`` decoding into ``cache``, or None when the C step does not apply."""
+    layout = getattr(cache, "contiguous_layout", None)
+    if layout is None or not qualifies(model):
+        return None
+    k_cache, v_cache = layout()  # [n_layers, batch, n_kv, max_len, d_head] each
+    spec = model.spec
+    if k_cache.dtype != torch.float32 or k_cache.shape[1] != 1 or model.activation_dtype != torch.float32:
+        return None
+    keep: list = [k_cache, v_cache, model.inv_freq]
+    layers = (Layer * spec.n_layers)()
+    for i, block in enumerate(model.blocks):
+        attn, ffn = block.attn, block.ffn
+        projs = [proj(m, keep) for m in (attn.q, attn.k, attn.v, attn.o, ffn.gate, ffn.up, ffn.down)]
+        if any(p is None for p in projs) or block.cross is not None:
+            return None
+        norms = (block.attn_norm.weight, block.ffn_norm.weight)
+        if any(n.dtype != torch.float32 for n in norms):
+            return None
+        keep.extend(norms)
+        layers[i] = Layer(norms[0].data_ptr(), norms[1].data_ptr(), *projs, k_cache[i].data_ptr(), v_cache[i].data_ptr())
+    embed = table(model, keep)
+    head = proj(model.lm_head, keep) if model.lm_head is not None else table(model, keep)
+    if embed is None or head is None or model.norm.weight.dtype != torch.float32:
+        return None
+    keep.append(model.norm.weight)
+    scale = attn.scale if attn.scale is not None else spec.d_head**-0.5
+    structs = Decoder(spec.n_layers, spec.d_model, spec.n_heads, spec.kv_heads, spec.d_head, model.inv_freq.numel() * 2,
+                      spec.d_ff, k_cache.shape[3], spec.sliding_window or 0, spec.norm_eps, scale, model.rope_scale,
+                      model.inv_freq.data_ptr(), layers, model.norm.weight.data_ptr(), embed, head)
+    return DecodePlan(model, cache, structs, layers, keep)

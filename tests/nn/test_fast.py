@@ -1,0 +1,95 @@
+"""The one-call C decode step (nn/fast.py) against transformers and against llmkit's own module path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llmkit.generate.cache import CacheConfig, ContiguousKVCache, make_cache
+from llmkit.load import load
+from llmkit.nn import Transformer, fast
+from llmkit.spec import ModelSpec
+
+
+def decode(model, prompt: list[int], steps: int, cache, force_modules: bool = False, fed: list | None = None):
+    """Logits [steps, vocab] of greedy decoding after ``prompt``, one per token fed (appended to ``fed``);
+    force_modules: a no-op forward hook turns the C step off."""
+    handle = model.norm.register_forward_hook(lambda *_: None) if force_modules else None
+    out = []
+    with torch.inference_mode():
+        logits = model(torch.tensor([prompt]), cache=cache)[:, -1]
+        for _ in range(steps):
+            token = logits.argmax(-1, keepdim=True)  # [1, 1]
+            if fed is not None:
+                fed.append(int(token))
+            logits = model(token, cache=cache)[:, -1]
+            out.append(logits[0])
+    if handle is not None:
+        handle.remove()
+    return torch.stack(out)
+
+
+def test_the_c_step_equals_transformers_on_tiny_llama_and_qwen2(tiny_pair):
+    hf, model = tiny_pair
+    prompt = [3, 17, 42, 5, 99]
+    cache, fed = ContiguousKVCache(model.spec, 1, 32), []
+    got = decode(model, prompt, 8, cache, fed=fed)
+    assert fast.PLANS.get(model) is not None and fast.PLANS[model].cache is cache  # the C step ran
+    with torch.no_grad():
+        expected = hf(torch.tensor([prompt + fed])).logits[0, len(prompt):]  # at each fed token, no cache
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def sliding_spec() -> ModelSpec:
+    return ModelSpec(name="tiny-mistral", family="decoder", d_model=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                     vocab_size=96, d_ff=128, ffn_kind="swiglu", activation="silu", position="rope", norm="rmsnorm",
+                     norm_eps=1e-5, max_positions=64, sliding_window=4, qkv_bias=True)
+
+
+def test_the_c_step_keeps_the_sliding_window_and_biases():
+    torch.manual_seed(0)
+    model = Transformer(sliding_spec()).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.2) if p.dim() == 2 else p.uniform_(0.5, 1.5)
+    prompt = [1, 2, 3]
+    c_step = decode(model, prompt, 12, ContiguousKVCache(model.spec, 1, 32))  # 15 tokens: the window of 4 slides
+    modules = decode(model, prompt, 12, ContiguousKVCache(model.spec, 1, 32), force_modules=True)
+    torch.testing.assert_close(c_step, modules, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def smollm2(smollm2_gguf):
+    return {precision: load(smollm2_gguf, precision).model for precision in ("fp32", "int4")}
+
+
+def test_the_c_step_equals_the_module_path_on_smollm2(smollm2):
+    prompt = list(range(200, 240))
+    for precision, bound in (("fp32", 1e-5), ("int4", 1e-3)):
+        model = smollm2[precision]
+        c_step = decode(model, prompt, 16, ContiguousKVCache(model.spec, 1, 64))
+        modules = decode(model, prompt, 16, ContiguousKVCache(model.spec, 1, 64), force_modules=True)
+        assert torch.equal(c_step.argmax(-1), modules.argmax(-1)), precision
+        assert (c_step - modules).abs().max() <= bound * modules.abs().max(), precision
+
+
+@pytest.mark.parametrize("kind", ["sliding", "int8", "paged"])
+def test_other_caches_take_the_module_path(smollm2, kind):
+    model = smollm2["fp32"]
+    cache = make_cache(CacheConfig(kind=kind, window=64), model.spec, 1, 64, torch.float32)
+    assert fast.plan_for(model, cache) is None
+
+
+def test_batches_gradients_and_hooks_take_the_module_path(smollm2):
+    model = smollm2["fp32"]
+    cache = ContiguousKVCache(model.spec, 2, 16)
+    assert fast.plan_for(model, cache) is None  # batch 2
+    one = ContiguousKVCache(model.spec, 1, 16)
+    with torch.inference_mode():
+        model(torch.tensor([[1, 2]]), cache=one)
+    with torch.enable_grad():
+        assert fast.decode_step(model, torch.tensor([[3]]), one) is None
+    handle = model.blocks[3].ffn.register_forward_hook(lambda *_: None)
+    with torch.inference_mode():
+        assert fast.decode_step(model, torch.tensor([[3]]), one) is None
+    handle.remove()
