@@ -50,11 +50,14 @@ def real_text() -> str:
     return text if len(text) > 4000 else FALLBACK * 40
 
 
-def prompt_ids(n: int) -> list[int]:
-    from llmkit.io.gguf import open_gguf
-    from llmkit.tokenize import from_gguf_metadata
+def prompt_ids(n: int, tokenizer=None) -> list[int]:
+    """The first n token ids of real text (with the engine's own tokenizer when it has one: no second copy)."""
+    if tokenizer is None:
+        from llmkit.io.gguf import open_gguf
+        from llmkit.tokenize import from_gguf_metadata
 
-    ids = from_gguf_metadata(open_gguf(gguf_path()).metadata).encode(real_text(), add_special=False)
+        tokenizer = from_gguf_metadata(open_gguf(gguf_path()).metadata)
+    ids = tokenizer.encode(real_text(), add_special=False)
     if len(ids) < n:
         ids = (ids * (n // len(ids) + 1))
     return ids[:n]
@@ -77,7 +80,7 @@ def run_llmkit(precision: str, runs: int) -> dict:
     from llmkit.load import load
 
     loaded = load(gguf_path(), precision)
-    ids = prompt_ids(PROMPT_TOKENS)
+    ids = prompt_ids(PROMPT_TOKENS, loaded.tokenizer)
     config = GenerationConfig(max_new_tokens=NEW_TOKENS, eos_ids=())
     first_token_s, prefill, decode = None, [], []
     for _ in range(runs):

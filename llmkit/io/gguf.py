@@ -18,6 +18,7 @@ import torch
 from llmkit.errors import LlmkitError
 from llmkit.io.gguf_header import GGUFError, GGUFTensor, map_file, parse_header
 from llmkit.quant.ggml import dequantize as dequantize_ggml
+from llmkit.quant.ggml import ggml_type as ggml_type_info
 from llmkit.spec import ModelSpec, SpecError, from_gguf_metadata
 
 __all__ = ["GGUFError", "GGUFFile", "GGUFTensor", "PackedTensor", "llama_state_dict", "llmkit_name", "open_gguf",
@@ -67,10 +68,7 @@ class GGUFFile:
     def dequantize(self, name: str) -> torch.Tensor:
         """The tensor as float32, shape in PyTorch order (rows, cols) = reversed ggml ``ne``."""
         t = self.tensor(name)
-        try:
-            return dequantize_ggml(self.raw(name), t.ggml_type, t.shape)
-        except LlmkitError as e:
-            raise GGUFError(f"{self.path}: tensor {name!r}: {e}") from None
+        return dequantize_rows(self.raw(name), t.ggml_type, t.shape, f"{self.path}: tensor {name!r}")
 
     def spec(self, name: str = "") -> ModelSpec:
         """The ModelSpec the metadata describes (``llmkit.spec.from_gguf_metadata``)."""
@@ -158,12 +156,37 @@ class PackedTensor:
     in_features: int
 
 
-def _load(gguf: GGUFFile, name: str, keep: frozenset[str]) -> torch.Tensor | PackedTensor:
-    """A tensor dequantized to float32, or, for a matrix of a type in ``keep``, its raw rows (zero copy)."""
+# GGML types the C kernels dequantize (llmkit.kernels.FORMATS), straight into the final tensor.
+KERNEL_TYPES = {"F32": "f32", "BF16": "bf16", "Q8_0": "q8_0", "Q4_1": "q4_1"}
+
+
+def dequantize_rows(data: torch.Tensor, ggml_type: str, shape: tuple[int, ...], where: str) -> torch.Tensor:
+    """float32 [shape] from a GGML tensor's bytes: by the C kernel when it has the type (one allocation, no
+    temporaries, the same arithmetic as gguf-py), by quant.ggml otherwise. Bad sizes: GGUFError naming ``where``."""
+    from llmkit import kernels
+
+    try:
+        if ggml_type in KERNEL_TYPES and len(shape) == 2 and kernels.enabled():
+            t = ggml_type_info(ggml_type)
+            expected = shape[0] * (shape[1] // t.block_size) * t.type_size
+            if shape[1] % t.block_size or data.numel() != expected:
+                raise LlmkitError(f"{ggml_type} tensor of shape {tuple(shape)} needs {expected} bytes in whole "
+                                  f"{t.block_size}-blocks, got {data.numel()} bytes")
+            if expected == 0:
+                return torch.zeros(shape)
+            return kernels.dequantize_rows(data.reshape(shape[0], -1).contiguous(), KERNEL_TYPES[ggml_type], shape[1])
+        return dequantize_ggml(data.reshape(-1), ggml_type, shape)
+    except LlmkitError as e:
+        raise GGUFError(f"{where}: {e}") from None
+
+
+def _load(gguf: GGUFFile, name: str) -> torch.Tensor | PackedTensor:
+    """A vector dequantized to float32; a matrix as its raw rows (zero copy), for row operations before decoding."""
     t = gguf.tensor(name)
-    if t.ggml_type not in keep or len(t.shape) != 2:
-        return gguf.dequantize(name)
-    return PackedTensor(gguf.raw(name).view(t.shape[0], -1), t.ggml_type, t.shape[1])
+    raw = gguf.raw(name)
+    if len(t.shape) != 2 or not t.shape[0] or raw.numel() % t.shape[0]:
+        return gguf.dequantize(name)  # a vector, or sizes that do not add up (a clear GGUFError)
+    return PackedTensor(raw.view(t.shape[0], -1), t.ggml_type, t.shape[1])
 
 
 def _rows(w: torch.Tensor | PackedTensor, fn) -> torch.Tensor | PackedTensor:
@@ -183,11 +206,14 @@ def _convert(
     target = llmkit_name(name)
     if target is None:
         return None
-    w = _load(gguf, name, keep)
+    w = _load(gguf, name)
     if arch in PERMUTED_QK_ARCHITECTURES and ".attn.q." in target:
         w = _rows(w, lambda rows: unpermute_qk(rows, spec.n_heads))
     elif arch in PERMUTED_QK_ARCHITECTURES and ".attn.k." in target:
         w = _rows(w, lambda rows: unpermute_qk(rows, spec.kv_heads))
+    if isinstance(w, PackedTensor) and w.ggml_type not in keep:
+        shape = (w.data.shape[0], w.in_features)
+        w = dequantize_rows(w.data, w.ggml_type, shape, f"{gguf.path}: tensor {name!r}")
     return {target: w}
 
 

@@ -7,6 +7,7 @@ of dispatch. These kernels do the same arithmetic (tests/kernels/ hold each to i
     matvec(w, x)           y = x W^T for few rows; W as float32, bfloat16, or GGML Q8_0 / Q4_1 blocks
     dequantize_rows(w, fmt)   W's rows (or some of them) as float32
     rms_norm(x, g, eps)    x / sqrt(mean(x^2) + eps) * g
+    silu_mul_(g, u)        g = silu(g) * u, SwiGLU's product, in place
     rope_half_(x, cos, sin)   in place, the half-split rotation of position.apply_rope_half
     attend_one(q, k, v, ...)  one query per head over a KV cache: GQA, key padding, window start
     decode_step (nn/fast.py)  one token of a LLaMA-family decoder, all of the above composed
@@ -48,6 +49,7 @@ SIGNATURES = {
     "attend_one": (None, [_ptr] * 5 + [_i64] * 10 + [_f32]),
     "decode_step": (_int, [_ptr, _i64, _i64, _ptr]),
     "dequantize_rows": (_int, [_i64, _ptr, _i64, _i64, _ptr, _i64, _ptr]),
+    "silu_mul_inplace": (None, [_ptr, _ptr, _i64]),
     "llmkit_pool_start": (_int, [_int]),
     "llmkit_pool_session": (None, [_int]),
 }
@@ -127,9 +129,14 @@ def library() -> ctypes.CDLL | None:
         fn.restype, fn.argtypes = restype, argtypes
     if torch.get_num_threads() > 1:
         torch.ones(1 << 20).add_(1.0)  # PyTorch's own OpenMP threads exist before any session pins this thread
-    lib.llmkit_pool_start(torch.get_num_threads())
+    lib.llmkit_pool_start(threads())
     _MATVEC.update({fmt: getattr(lib, f"matvec_{fmt}") for fmt in FORMATS})
     return lib
+
+
+def threads() -> int:
+    """The pool's size: ``LLMKIT_THREADS`` if set, else PyTorch's thread count when the library first loads."""
+    return int(os.environ.get("LLMKIT_THREADS") or 0) or torch.get_num_threads()
 
 
 def enabled() -> bool:
@@ -231,6 +238,12 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     d = x.shape[-1]
     library().rms_norm(x.data_ptr(), weight.data_ptr(), y.data_ptr(), x.numel() // d, d, eps)
     return y
+
+
+def silu_mul_(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """gate = silu(gate) * up in place (float32, contiguous, same shape): SwiGLU's product in one pass."""
+    library().silu_mul_inplace(gate.data_ptr(), up.data_ptr(), gate.numel())
+    return gate
 
 
 def rope_half_(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

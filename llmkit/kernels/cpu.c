@@ -246,6 +246,33 @@ static void dot4_f32(const float *const w[ROWS], const float *x, int64_t K, floa
         for (int r = 0; r < ROWS; r++) out[r] += w[r][k] * x[k];
 }
 
+/* The same for MR activation rows at once: each weight load feeds MR FMAs (batches, speculative verification). */
+#define MR 3
+static void dot4xMR_f32(const float *const w[ROWS], const float *x, int64_t K, float out[MR][ROWS]) {
+    int64_t k = 0;
+#ifdef LLMKIT_AVX2
+    __m256 a[MR][ROWS];
+    for (int m = 0; m < MR; m++)
+        for (int r = 0; r < ROWS; r++) a[m][r] = _mm256_setzero_ps();
+    for (; k + 8 <= K; k += 8) {
+        __m256 xv[MR];
+        for (int m = 0; m < MR; m++) xv[m] = _mm256_loadu_ps(x + m * K + k);
+        for (int r = 0; r < ROWS; r++) {
+            __m256 wv = _mm256_loadu_ps(w[r] + k);
+            for (int m = 0; m < MR; m++) a[m][r] = _mm256_fmadd_ps(wv, xv[m], a[m][r]);
+        }
+    }
+    for (int m = 0; m < MR; m++)
+        for (int r = 0; r < ROWS; r++) out[m][r] = hsum(a[m][r]);
+#else
+    for (int m = 0; m < MR; m++)
+        for (int r = 0; r < ROWS; r++) out[m][r] = 0.0f;
+#endif
+    for (; k < K; k++)
+        for (int m = 0; m < MR; m++)
+            for (int r = 0; r < ROWS; r++) out[m][r] += w[r][k] * x[m * K + k];
+}
+
 static void dot4_bf16(const uint16_t *const w[ROWS], const float *x, int64_t K, float out[ROWS]) {
     int64_t k = 0;
 #ifdef LLMKIT_AVX2
@@ -286,7 +313,26 @@ typedef struct {
         }                                                                                                      \
     }
 
-FLOAT_TASK(task_f32, float, dot4_f32)
+static void task_f32(void *ctx, int ith, int nth) {
+    const matvec_args *a = ctx;
+    int64_t lo, hi;
+    split_rows(a->N, ith, nth, &lo, &hi);
+    for (int64_t n0 = lo; n0 < hi; n0 += ROWS) {
+        const float *w[ROWS];
+        for (int r = 0; r < ROWS; r++) w[r] = (const float *)a->W + (n0 + r < a->N ? n0 + r : a->N - 1) * a->K;
+        int64_t m = 0;
+        for (; m + MR <= a->M; m += MR) { /* MR rows of x per pass over the weight tile */
+            float v[MR][ROWS];
+            dot4xMR_f32(w, a->x + m * a->K, a->K, v);
+            for (int i = 0; i < MR; i++) store(a->y + (m + i) * a->N, n0, hi, v[i], a->accumulate);
+        }
+        for (; m < a->M; m++) {
+            float v[ROWS];
+            dot4_f32(w, a->x + m * a->K, a->K, v);
+            store(a->y + m * a->N, n0, hi, v, a->accumulate);
+        }
+    }
+}
 FLOAT_TASK(task_bf16, uint16_t, dot4_bf16)
 
 int matvec_f32(const void *W, const float *x, float *y, int64_t M, int64_t N, int64_t K, int accumulate) {
@@ -748,4 +794,24 @@ int dequantize_rows(int64_t fmt, const void *w, int64_t n, int64_t k, const int6
     if (count * k < (1 << 16)) task_dequantize(&a, 0, 1);
     else pool_run(task_dequantize, &a);
     return 0;
+}
+
+/* ---- SwiGLU's gate: g = silu(g) * u over many elements, split among the threads ------------------------------ */
+
+typedef struct {
+    float *g;
+    const float *u;
+    int64_t n;
+} silu_args;
+
+static void task_silu(void *ctx, int ith, int nth) {
+    const silu_args *a = ctx;
+    const int64_t per = (a->n / nth + 7) / 8 * 8, lo = ith * per, hi = lo + per < a->n ? lo + per : a->n;
+    if (lo < hi) silu_mul(a->g + lo, a->u + lo, hi - lo);
+}
+
+void silu_mul_inplace(float *g, const float *u, int64_t n) {
+    silu_args a = {g, u, n};
+    if (n < (1 << 15)) task_silu(&a, 0, 1);
+    else pool_run(task_silu, &a);
 }

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmkit import kernels
 from llmkit.nn.linear import Linear
 from llmkit.spec import ModelSpec
 
@@ -51,6 +52,13 @@ class MLP(nn.Module):
         return self.down(self.act(self.up(x)))
 
 
+def fused_silu_ok(gate: torch.Tensor, up: torch.Tensor) -> bool:
+    """The C kernel may overwrite ``gate`` with silu(gate) * up: float32, contiguous, no autograd, CPU."""
+    return (gate.dtype == up.dtype == torch.float32 and gate.shape == up.shape and gate.is_contiguous()
+            and up.is_contiguous() and gate.device.type == "cpu" and not torch.is_grad_enabled()
+            and kernels.enabled())
+
+
 class GLU(nn.Module):
     """down(act(gate(x)) * up(x)): SwiGLU with silu, GeGLU with gelu (Shazeer 2020)."""
 
@@ -62,7 +70,10 @@ class GLU(nn.Module):
         self.down = Linear(spec.d_ff, spec.d_model, bias=spec.ffn_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(self.act(self.gate(x)) * self.up(x))  # [batch, seq, d_model]
+        gate, up = self.gate(x), self.up(x)  # [batch, seq, d_ff] each
+        if self.act is F.silu and fused_silu_ok(gate, up):
+            return self.down(kernels.silu_mul_(gate, up))  # the same product in one pass (llmkit.kernels)
+        return self.down(self.act(gate) * up)  # [batch, seq, d_model]
 
 
 class MoE(nn.Module):

@@ -82,6 +82,14 @@ class EncoderOutput:
     cache: CrossKVCache
 
 
+def embedding(n: int, d: int) -> nn.Embedding:
+    """nn.Embedding(n, d); on the meta device (a model about to be loaded) without its random init, which
+    there runs through PyTorch's Python decompositions (~70 MB of resident memory, for nothing)."""
+    if torch.empty(0).is_meta:
+        return nn.Embedding(n, d, _weight=torch.empty(n, d))
+    return nn.Embedding(n, d)
+
+
 def default_positions(padding: torch.Tensor | None, past: int, q_len: int) -> torch.Tensor:
     """Positions [batch|1, q_len]: past + 0..q_len-1, or counted over real tokens when padded (as HF generate)."""
     if padding is None:
@@ -98,7 +106,7 @@ class Stack(nn.Module):
         self.spec, self.causal = spec, causal
         self.pos_embed = None
         if spec.position in ("learned", "sinusoidal"):
-            self.pos_embed = nn.Embedding(spec.max_positions + spec.position_offset, spec.d_model)
+            self.pos_embed = embedding(spec.max_positions + spec.position_offset, spec.d_model)
             if spec.position == "sinusoidal" and self.pos_embed.weight.device.type != "meta":
                 self.pos_embed.weight.data.copy_(sinusoidal_table(*self.pos_embed.weight.shape))
         self.embed_norm = build_norm(spec) if spec.embedding_norm else None
@@ -142,8 +150,8 @@ class Transformer(Stack):
         check_supported(spec)
         enc_dec = spec.family == "encoder-decoder"
         super().__init__(spec, spec.n_layers, causal=spec.family != "encoder", cross=enc_dec)
-        self.embed = nn.Embedding(spec.vocab_size, spec.d_model)
-        self.type_embed = nn.Embedding(spec.type_vocab_size, spec.d_model) if spec.type_vocab_size else None
+        self.embed = embedding(spec.vocab_size, spec.d_model)
+        self.type_embed = embedding(spec.type_vocab_size, spec.d_model) if spec.type_vocab_size else None
         self.encoder = Stack(spec, spec.n_encoder_layers, causal=False) if enc_dec else None
         self.pooler = Linear(spec.d_model, spec.d_model) if spec.pooler else None
         untied = spec.family != "encoder" and not spec.tied_embeddings
@@ -156,7 +164,8 @@ class Transformer(Stack):
         """(Re)compute the RoPE frequencies, which are derived from the spec, not stored in checkpoints."""
         self.rope_scale = 1.0
         if self.spec.position == "rope":
-            inv_freq, self.rope_scale = rope_inv_freq(self.spec)
+            with torch.device("cpu"):  # arithmetic on meta would load torch's Python decompositions (~70 MB)
+                inv_freq, self.rope_scale = rope_inv_freq(self.spec)
             params = list(self.parameters())  # a packed embedding may have left some on meta: use a loaded one
             device = next((p.device for p in params if not p.is_meta), params[0].device)
             self.register_buffer("inv_freq", inv_freq.to(device), persistent=False)

