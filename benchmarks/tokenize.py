@@ -22,6 +22,7 @@ import argparse
 import gettext
 import json
 import os
+import statistics
 import sysconfig
 import time
 
@@ -56,6 +57,9 @@ def corpus(megabytes: float) -> list[str]:
         docs.append(doc)
         size += len(doc.encode())
     return docs
+
+
+REPEATS = 3
 
 
 def timed(encode, docs: list[str]) -> tuple[float, list[list[int]]]:
@@ -106,16 +110,25 @@ def bench_bpe(docs: list[str], megabytes: float) -> dict:
     warm = docs[: max(1, len(docs) // 100)]
     for f in (lambda d: hf.encode(d).ids, lambda d: tk.encode(d, allowed_special="all")):
         timed(f, warm)
-    t_hf, ids_hf = timed(lambda d: hf.encode(d).ids, docs)
-    t_tk, ids_tk = timed(lambda d: tk.encode(d, allowed_special="all"), docs)
     tk_ours = tiktoken_from(tok, tok.pretokenizer.fused or tok.pretokenizer.pattern)
     timed(lambda d: tk_ours.encode(d, allowed_special="all"), warm)
-    t_tk_ours, ids_tk_ours = timed(lambda d: tk_ours.encode(d, allowed_special="all"), docs)
-    fresh = from_gguf_metadata(open_gguf(gguf).metadata)
-    fresh.encode("warm up the regexes")
-    t_cold, ids_ours = timed(fresh.encode, docs)
-    hits = len(fresh.model.cache)
-    t_warm, _ = timed(fresh.encode, docs)
+    # Each encoder REPEATS times, interleaved (this VM's speed drifts over a minute), median taken;
+    # llmkit's cold figure uses a fresh tokenizer (empty piece cache) each time.
+    times: dict[str, list[float]] = {"hf": [], "tk": [], "tk_ours": [], "cold": [], "warm": []}
+    for _ in range(REPEATS):
+        t, ids_hf = timed(lambda d: hf.encode(d).ids, docs)
+        times["hf"].append(t)
+        t, ids_tk = timed(lambda d: tk.encode(d, allowed_special="all"), docs)
+        times["tk"].append(t)
+        t, ids_tk_ours = timed(lambda d: tk_ours.encode(d, allowed_special="all"), docs)
+        times["tk_ours"].append(t)
+        fresh = from_gguf_metadata(open_gguf(gguf).metadata)
+        fresh.encode("warm up the regexes")
+        t, ids_ours = timed(fresh.encode, docs)
+        times["cold"].append(t)
+        hits = len(fresh.model.cache)
+        times["warm"].append(timed(fresh.encode, docs)[0])
+    t_hf, t_tk, t_tk_ours, t_cold, t_warm = (statistics.median(times[k]) for k in ("hf", "tk", "tk_ours", "cold", "warm"))
     n_pieces = sum(len(pretokenize(fresh.pretokenizer, d)) for d in docs)
     return {
         "mb": megabytes,

@@ -15,8 +15,9 @@ of dispatch. These kernels do the same arithmetic (tests/kernels/ hold each to i
 The C file is compiled on first use with the system compiler (``cc -O3 -march=native -fopenmp``) into
 ``<llmkit cache>/kernels/`` (a name keyed by the source, flags and machine) and reused after. Without a
 compiler, or with ``LLMKIT_KERNELS=0``, :func:`enabled` is False and every caller takes its PyTorch path.
-Threads: a pool of ``torch.get_num_threads()`` (at first use) pinned threads of the library's own; open a
-:func:`session` around a decoding loop to pin the caller too.
+Threads: a pool of ``torch.get_num_threads()`` (or ``LLMKIT_THREADS``) pinned threads of the library's own,
+started with the first :func:`session` (a model's forward opens one and pins the caller too). The module
+imports no torch itself: the tokenizer's BPE merges (:class:`BPEMerger`) use the library without it.
 """
 
 from __future__ import annotations
@@ -27,13 +28,17 @@ import hashlib
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: the tokenizer uses the library without it
+    import torch
 
 SOURCE = Path(__file__).with_name("cpu.c")
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-shared", "-fPIC", "-std=c11", "-pthread")
@@ -51,6 +56,9 @@ SIGNATURES = {
     "dequantize_rows": (_int, [_i64, _ptr, _i64, _i64, _ptr, _i64, _ptr]),
     "silu_mul_inplace": (None, [_ptr, _ptr, _i64]),
     "llmkit_pool_start": (_int, [_int]),
+    "bpe_table_new": (_ptr, [_ptr] * 4 + [_i64]),
+    "bpe_table_free": (None, [_ptr]),
+    "bpe_merge_ids": (_i64, [_ptr, _ptr, _i64]),
     "llmkit_pool_session": (None, [_int]),
 }
 
@@ -127,15 +135,33 @@ def library() -> ctypes.CDLL | None:
     for name, (restype, argtypes) in SIGNATURES.items():
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = restype, argtypes
-    if torch.get_num_threads() > 1:
-        torch.ones(1 << 20).add_(1.0)  # PyTorch's own OpenMP threads exist before any session pins this thread
-    lib.llmkit_pool_start(threads())
     _MATVEC.update({fmt: getattr(lib, f"matvec_{fmt}") for fmt in FORMATS})
+    if "torch" in sys.modules:
+        start_pool(lib)
     return lib
 
 
+_pool_started = False
+
+
+def start_pool(lib: ctypes.CDLL) -> None:
+    """Start the kernels' threads (once). PyTorch's own OpenMP threads are made first, so that none of them is
+    born inside a session, pinned to the caller's CPU."""
+    global _pool_started
+    if _pool_started:
+        return
+    import torch
+
+    if torch.get_num_threads() > 1:
+        torch.ones(1 << 20).add_(1.0)
+    lib.llmkit_pool_start(threads())
+    _pool_started = True
+
+
 def threads() -> int:
-    """The pool's size: ``LLMKIT_THREADS`` if set, else PyTorch's thread count when the library first loads."""
+    """The pool's size: ``LLMKIT_THREADS`` if set, else PyTorch's thread count when the pool starts."""
+    import torch
+
     return int(os.environ.get("LLMKIT_THREADS") or 0) or torch.get_num_threads()
 
 
@@ -156,6 +182,7 @@ def session() -> Iterator[None]:
     if lib is None:
         yield
         return
+    start_pool(lib)
     _depth += 1
     if _depth == 1:
         lib.llmkit_pool_session(1)
@@ -183,6 +210,8 @@ def pinned(fn: Callable) -> Callable:
 
 def _usable(*tensors: torch.Tensor) -> bool:
     """Kernels take plain CPU memory without autograd: tensors that need gradients go through PyTorch."""
+    import torch
+
     return all(t.device.type == "cpu" and not t.requires_grad for t in tensors)
 
 
@@ -212,6 +241,8 @@ def matvec(weight: torch.Tensor, fmt: str, x: torch.Tensor, out: torch.Tensor | 
 
 def dequantize_rows(data: torch.Tensor, fmt: str, in_features: int, ids: torch.Tensor | None = None) -> torch.Tensor:
     """Rows of W [N, K] held as ``fmt`` in float32: all of them [N, K], or those of ``ids`` [..., K]."""
+    import torch
+
     n = data.shape[0]
     if ids is None:
         out = torch.empty(n, in_features)
@@ -233,6 +264,8 @@ def dequantize_rows(data: torch.Tensor, fmt: str, in_features: int, ids: torch.T
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) * g over the last dimension; x, g float32 (the sum of squares in double)."""
+    import torch
+
     x = x.contiguous()
     y = torch.empty_like(x)
     d = x.shape[-1]
@@ -264,6 +297,8 @@ def attend_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, 
     k and v may be views into a cache (strides kept); keys before ``start`` and where padding [B, L] is 0 are
     hidden. Every query must see at least one key.
     """
+    import torch
+
     b, h, _, d = q.shape
     n_kv, length = k.shape[1], k.shape[2]
     out = torch.empty(b, h, 1, d, dtype=torch.float32)
@@ -276,5 +311,50 @@ def attend_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, 
 
 def attend_one_supported(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
     """The layouts attend_one reads: float32, one query, last dims contiguous, v strided as k."""
+    import torch
+
     return (q.dtype == k.dtype == v.dtype == torch.float32 and q.shape[2] == 1 and q.stride(3) == 1
             and k.stride(3) == 1 and k.stride(2) == k.shape[3] and v.stride() == k.stride() and _usable(q, k, v))
+
+
+# -- BPE merges --------------------------------------------------------------------------------------------------
+
+
+class BPEMerger:
+    """tokenize/bpe.py's ``bpe_merge`` in C: a hash table of the merges, one call per piece (short pieces)."""
+
+    def __init__(self, ranks: dict[tuple[int, int], int], merged: list[int]) -> None:
+        import array
+
+        pairs = list(ranks.items())
+        self.args = (ranks, merged)  # to rebuild when pickled
+        left, right = array.array("i", (a for (a, _), _ in pairs)), array.array("i", (b for (_, b), _ in pairs))
+        rank, ids = array.array("i", (r for _, r in pairs)), array.array("i", (merged[r] for _, r in pairs))
+        self.lib = library()
+        self.table = self.lib.bpe_table_new(left.buffer_info()[0], right.buffer_info()[0], rank.buffer_info()[0],
+                                            ids.buffer_info()[0], len(pairs))
+        if not self.table:
+            raise MemoryError("bpe_table_new: out of memory")
+
+    def merge(self, ids: list[int]) -> list[int]:
+        """``ids`` after every merge, lowest rank first, leftmost on ties (equal to bpe_merge)."""
+        import array
+
+        buf = array.array("i", ids)
+        n = self.lib.bpe_merge_ids(self.table, buf.buffer_info()[0], len(ids))
+        if n < 0:
+            raise MemoryError("bpe_merge_ids: out of memory")
+        return buf[:n].tolist()
+
+    def __reduce__(self):
+        return BPEMerger, self.args
+
+    def __del__(self) -> None:
+        if getattr(self, "table", None):
+            self.lib.bpe_table_free(self.table)
+            self.table = None
+
+
+def bpe_merger(ranks: dict[tuple[int, int], int], merged: list[int]) -> BPEMerger | None:
+    """A C merger for these merges, or None without the kernels (callers merge in Python)."""
+    return BPEMerger(ranks, merged) if enabled() else None

@@ -815,3 +815,88 @@ void silu_mul_inplace(float *g, const float *u, int64_t n) {
     if (n < (1 << 15)) task_silu(&a, 0, 1);
     else pool_run(task_silu, &a);
 }
+
+/* ---- BPE merges (tokenize/bpe.py's bpe_merge, in C) -----------------------------------------------------------
+ * A table (left id, right id) -> (rank, merged id), open addressing; bpe_merge_ids merges one piece's ids in
+ * place, lowest rank first, leftmost on ties, exactly as bpe_merge does (O(n^2): for short pieces). */
+
+typedef struct {
+    int64_t key; /* (left << 32) | right; -1: empty */
+    int32_t rank, merged;
+} bpe_slot;
+
+typedef struct {
+    bpe_slot *slots;
+    int64_t mask;
+} bpe_table;
+
+static inline uint64_t bpe_hash(int64_t key) { /* splitmix64's finaliser */
+    uint64_t z = (uint64_t)key + 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void *bpe_table_new(const int32_t *left, const int32_t *right, const int32_t *rank, const int32_t *merged, int64_t n) {
+    int64_t size = 16;
+    while (size < 2 * n) size <<= 1;
+    bpe_table *t = malloc(sizeof *t);
+    if (!t) return NULL;
+    t->slots = malloc(size * sizeof(bpe_slot));
+    if (!t->slots) { free(t); return NULL; }
+    t->mask = size - 1;
+    for (int64_t i = 0; i < size; i++) t->slots[i].key = -1;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t key = ((int64_t)left[i] << 32) | (uint32_t)right[i];
+        int64_t s = bpe_hash(key) & t->mask;
+        while (t->slots[s].key != -1 && t->slots[s].key != key) s = (s + 1) & t->mask;
+        t->slots[s] = (bpe_slot){key, rank[i], merged[i]};
+    }
+    return t;
+}
+
+void bpe_table_free(void *t) {
+    if (t) { free(((bpe_table *)t)->slots); free(t); }
+}
+
+static inline const bpe_slot *bpe_find(const bpe_table *t, int32_t a, int32_t b) {
+    const int64_t key = ((int64_t)a << 32) | (uint32_t)b;
+    for (int64_t s = bpe_hash(key) & t->mask;; s = (s + 1) & t->mask) {
+        if (t->slots[s].key == key) return &t->slots[s];
+        if (t->slots[s].key == -1) return NULL;
+    }
+}
+
+#define BPE_NONE INT32_MAX
+
+/* merge ids[0 .. n) in place; returns the new length */
+int64_t bpe_merge_ids(const void *table, int32_t *ids, int64_t n) {
+    const bpe_table *t = table;
+    if (n < 2) return n;
+    int32_t *ranks = malloc((n - 1) * sizeof(int32_t));
+    if (!ranks) return -1;
+    for (int64_t i = 0; i + 1 < n; i++) {
+        const bpe_slot *s = bpe_find(t, ids[i], ids[i + 1]);
+        ranks[i] = s ? s->rank : BPE_NONE;
+    }
+    while (n > 1) {
+        int64_t best = 0;
+        for (int64_t i = 1; i + 1 < n; i++)
+            if (ranks[i] < ranks[best]) best = i; /* strict: the leftmost of equal ranks */
+        if (ranks[best] == BPE_NONE) break;
+        ids[best] = bpe_find(t, ids[best], ids[best + 1])->merged;
+        memmove(ids + best + 1, ids + best + 2, (n - best - 2) * sizeof(int32_t));
+        memmove(ranks + best, ranks + best + 1, (n - best - 2) * sizeof(int32_t));
+        n--;
+        if (best > 0) {
+            const bpe_slot *s = bpe_find(t, ids[best - 1], ids[best]);
+            ranks[best - 1] = s ? s->rank : BPE_NONE;
+        }
+        if (best + 1 < n) {
+            const bpe_slot *s = bpe_find(t, ids[best], ids[best + 1]);
+            ranks[best] = s ? s->rank : BPE_NONE;
+        }
+    }
+    free(ranks);
+    return n;
+}

@@ -9,7 +9,9 @@ HF ``tokenizers`` (``Word::merge_all``) and llama.cpp apply exactly this order::
 
 Two implementations that agree (a test holds them equal): :func:`bpe_merge` rescans a short
 list of pair ranks (pieces are ~5 symbols on real text), :func:`bpe_merge_heap` keeps a heap
-and a linked list so a 1 MB run of one letter stays O(n log n).
+and a linked list so a 1 MB run of one letter stays O(n log n). ByteLevelBPE runs short pieces
+through ``llmkit.kernels.BPEMerger``, the first one in C (a test holds it equal too): a cold
+cache spends most of its time merging the pieces it has not seen.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import heapq
 from itertools import pairwise
 
+from llmkit import kernels
 from llmkit.tokenize.byte_level import bytes_to_unicode, spell_bytes, token_bytes
 from llmkit.tokenize.errors import TokenizerError
 
@@ -99,6 +102,7 @@ class ByteLevelBPE:
         self.byte_ids = [self.vocab.get(spelling[b], -1) for b in range(256)]
         self.token_bytes = [token_bytes(t) for t in tokens]
         self.cache = PieceCache(self.encode_piece)
+        self.merger = kernels.bpe_merger(self.ranks, self.merged)  # bpe_merge in C (None without the kernels)
 
     def encode_piece(self, piece: str) -> tuple[int, ...]:
         """Ids of one pre-token piece (uncached)."""
@@ -106,8 +110,11 @@ class ByteLevelBPE:
             return (whole,)
         byte_ids = self.byte_ids
         ids = [i for i in map(byte_ids.__getitem__, piece.encode("utf-8")) if i >= 0]
-        merge = bpe_merge_heap if len(ids) > self.HEAP_ABOVE else bpe_merge
-        return tuple(merge(ids, self.ranks, self.merged))
+        if len(ids) > self.HEAP_ABOVE:
+            return tuple(bpe_merge_heap(ids, self.ranks, self.merged))
+        if self.merger is not None:
+            return tuple(self.merger.merge(ids))
+        return tuple(bpe_merge(ids, self.ranks, self.merged))
 
     def piece_offsets(self, piece: str, ids: tuple[int, ...]) -> list[tuple[int, int]]:
         """Character span of each id inside ``piece``: the characters its bytes came from (HF offsets)."""

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llmkit import kernels
 from llmkit.tokenize.bpe import ByteLevelBPE, bpe_merge, bpe_merge_heap, merge_table
 from llmkit.tokenize.errors import TokenizerError
 
@@ -38,6 +39,7 @@ def test_heap_merge_equals_list_merge_equals_hf(hf_toy_bpe, word):
     ranks, merged = merge_table({t: i for i, t in enumerate(TOKENS)}, MERGES)
     ids = bpe_merge(_ids(word), ranks, merged)
     assert bpe_merge_heap(_ids(word), ranks, merged) == ids
+    assert kernels.BPEMerger(ranks, merged).merge(_ids(word)) == ids  # the C merger
     assert ids == (hf_toy_bpe.encode(word).ids if word else [])
 
 
@@ -55,7 +57,9 @@ def test_heap_and_list_agree_on_the_real_vocabulary(smollm2, real_text):
     words = sorted(set(real_text["english"].split()), key=len)[-300:] + ["a" * 500, "ab" * 300, "日本" * 100]
     for w in words:
         ids = [i for i in (model.byte_ids[b] for b in w.encode()) if i >= 0]
-        assert bpe_merge_heap(list(ids), model.ranks, model.merged) == bpe_merge(list(ids), model.ranks, model.merged)
+        expected = bpe_merge(list(ids), model.ranks, model.merged)
+        assert bpe_merge_heap(list(ids), model.ranks, model.merged) == expected
+        assert model.merger.merge(list(ids)) == expected  # the C merger ByteLevelBPE uses
 
 
 def test_merge_with_unknown_token_is_rejected():
