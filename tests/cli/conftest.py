@@ -25,3 +25,23 @@ def cli(capsys) -> RunCli:
         return code, out.out, out.err
 
     return run
+
+
+_LOADED: dict = {}
+
+
+@pytest.fixture
+def loaded_once(monkeypatch):
+    """Generation tests load each (model, precision) once for the session (loading itself is tested elsewhere)."""
+    import llmkit.load
+
+    real = llmkit.load.load
+
+    def load(source, precision="fp32"):
+        key = (str(source), precision)
+        if key not in _LOADED:
+            _LOADED[key] = real(source, precision)
+        return _LOADED[key]
+
+    monkeypatch.setattr(llmkit.load, "load", load)
+    return load

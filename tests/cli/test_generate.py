@@ -12,8 +12,6 @@ from llmkit import hub
 JSON_KEYS = {"text", "token_ids", "prompt_tokens", "prefill_tokens_per_second", "tokens_per_second", "sequences"}
 
 
-
-
 def test_generate_json_schema(cli, smollm2_gguf):
     code, out, _ = cli(["generate", "--model", str(smollm2_gguf), "--prompt", "The sky is", "-n", "6", "--json"])
     assert code == 0
@@ -72,25 +70,6 @@ def test_chat_reset_and_exit(cli, smollm2_gguf, monkeypatch):
     assert code == 0
     assert "conversation forgotten" in err
     assert out.count("> ") == 4  # three prompts answered or handled, then /exit
-
-
-_LOADED: dict = {}
-
-
-@pytest.fixture
-def loaded_once(monkeypatch):
-    """Flag tests load the model once for the module (loading itself is covered above)."""
-    import llmkit.load
-
-    real = llmkit.load.load
-
-    def load(source, precision="fp32"):
-        key = (str(source), precision)
-        if key not in _LOADED:
-            _LOADED[key] = real(source, precision)
-        return _LOADED[key]
-
-    monkeypatch.setattr(llmkit.load, "load", load)
 
 
 def _json(args: list[str], cli) -> dict:

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 INT8_BOUND = 5e-2  # int8 KV: max |logit difference| / max |logit| (tests/generate/test_cache.py's bound)
-_LOADED: dict = {}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -20,23 +19,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def loaded_once(monkeypatch):
-    """The model loads once for this module (loading itself is tested elsewhere)."""
-    import llmkit.load
-
-    real = llmkit.load.load
-
-    def load(source, precision="fp32"):
-        key = (str(source), precision)
-        if key not in _LOADED:
-            _LOADED[key] = real(source, precision)
-        return _LOADED[key]
-
-    monkeypatch.setattr(llmkit.load, "load", load)
-    return load
 
 
 def _ids(cli, smollm2_gguf, *flags: str, n: int = 8, prompt: str = "The capital of France is") -> dict:
