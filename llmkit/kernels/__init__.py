@@ -60,6 +60,7 @@ SIGNATURES = {
     "bpe_table_free": (None, [_ptr]),
     "bpe_merge_ids": (_i64, [_ptr, _ptr, _i64]),
     "llmkit_pool_session": (None, [_int]),
+    "llmkit_pool_enable": (None, [_int]),
 }
 
 
@@ -185,13 +186,17 @@ def session() -> Iterator[None]:
     start_pool(lib)
     _depth += 1
     if _depth == 1:
+        import torch
+
         lib.llmkit_pool_session(1)
+        lib.llmkit_pool_enable(int(torch.get_num_threads() == 1))  # see cpu.c's pool_enabled
     try:
         yield
     finally:
         _depth -= 1
         if _depth == 0:
             lib.llmkit_pool_session(0)
+            lib.llmkit_pool_enable(1)
 
 
 _depth = 0

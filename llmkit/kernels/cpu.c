@@ -153,9 +153,16 @@ void llmkit_pool_session(int open) {
     pool.in_session = open;
 }
 
+/* Whether pool_run may use the workers (1) or runs on the caller alone (0). The decode step always may; the
+ * Python side turns it off while PyTorch runs multi-threaded around our calls: its OpenMP workers spin on the
+ * same CPUs after each of its ops, and two spinning pools on two CPUs wait on each other for milliseconds. */
+static int pool_enabled = 1;
+
+void llmkit_pool_enable(int on) { pool_enabled = on; }
+
 /* Run fn(ctx, i, n) on every thread of the pool (the caller is thread 0) and wait for all of them. */
 static void pool_run(task_fn fn, void *ctx) {
-    if (pool.n < 2) { fn(ctx, 0, 1); return; }
+    if (pool.n < 2 || !pool_enabled) { fn(ctx, 0, 1); return; }
     pool.fn = fn;
     pool.ctx = ctx;
     atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
@@ -742,6 +749,8 @@ int decode_step(const decoder_t *m, int64_t token, int64_t pos, float *logits) {
     }
     table_row(&m->embed, token, x);
     const int64_t start = m->window > 0 && pos + 1 > m->window ? pos + 1 - m->window : 0;
+    const int enabled = pool_enabled;
+    pool_enabled = 1; /* nothing of PyTorch's runs in between: all threads */
     int code = 0;
     for (int64_t l = 0; l < m->n_layers && !code; l++) {
         const layer_t *L = m->layers + l;
@@ -765,6 +774,7 @@ int decode_step(const decoder_t *m, int64_t token, int64_t pos, float *logits) {
         rms_norm(x, m->final_norm, h, 1, d, m->eps);
         code = project(&m->head, h, logits, 0);
     }
+    pool_enabled = enabled;
     free(buf);
     return code;
 }

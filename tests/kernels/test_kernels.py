@@ -124,8 +124,13 @@ def test_attend_one_hides_padding_and_keys_before_the_window():
 def test_results_do_not_depend_on_the_thread_count():
     w, x = torch.randn(301, 512, generator=gen(0)), torch.randn(2, 512, generator=gen(1))
     blocks = torch.from_numpy(gq.quantize(w.numpy(), GGMLQuantizationType.Q4_1))
-    with kernels.session():
-        many = kernels.matvec(w, "f32", x), kernels.matvec(blocks, "q4_1", x)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a session lends the kernels its pool only while PyTorch runs on one thread
+    try:
+        with kernels.session():
+            many = kernels.matvec(w, "f32", x), kernels.matvec(blocks, "q4_1", x)
+    finally:
+        torch.set_num_threads(threads)
     code = (
         "import torch, sys; torch.set_num_threads(1); from llmkit import kernels; import gguf.quants as gq;"
         "from gguf import GGMLQuantizationType as T; g = lambda s: torch.Generator().manual_seed(s);"
