@@ -130,8 +130,8 @@ def library() -> ctypes.CDLL | None:
             build(path)
         lib = ctypes.CDLL(str(path))
     except (OSError, subprocess.SubprocessError) as e:
-        warnings.warn(f"llmkit's C kernels are unavailable ({e}); decoding runs on PyTorch alone, slower. "
-                      "Install a C compiler (gcc) or set LLMKIT_KERNELS=0 to silence this.", stacklevel=2)
+        warnings.warn(f"llmkit's C kernels are unavailable ({e}); llmkit runs on its PyTorch and Python paths "
+                      "alone, slower. Install a C compiler (gcc) or set LLMKIT_KERNELS=0 to silence this.", stacklevel=2)
         return None
     for name, (restype, argtypes) in SIGNATURES.items():
         fn = getattr(lib, name)
