@@ -4,15 +4,16 @@ Decoding one token of a small model is a few hundred matrix-vector products and 
 ops; PyTorch's GEMV reaches ~half this machine's memory bandwidth and each tiny op costs microseconds
 of dispatch. These kernels do the same arithmetic (tests/kernels/ hold each to its PyTorch twin):
 
-    matvec(w, x)           y = x W^T for few rows; W as float32, bfloat16, or GGML Q8_0 / Q4_1 blocks
+    matvec(w, fmt, x)         y = x W^T for few rows; W as float32, bfloat16, or GGML Q8_0 / Q4_1 blocks
     dequantize_rows(w, fmt)   W's rows (or some of them) as float32
-    rms_norm(x, g, eps)    x / sqrt(mean(x^2) + eps) * g
-    silu_mul_(g, u)        g = silu(g) * u, SwiGLU's product, in place
+    rms_norm(x, g, eps)       x / sqrt(mean(x^2) + eps) * g
+    silu_mul_(g, u)           g = silu(g) * u, SwiGLU's product, in place
     rope_half_(x, cos, sin)   in place, the half-split rotation of position.apply_rope_half
     attend_one(q, k, v, ...)  one query per head over a KV cache: GQA, key padding, window start
     decode_step (nn/fast.py)  one token of a LLaMA-family decoder, all of the above composed
+    BPEMerger                 tokenize/bpe.py's merge loop over a hash table of the merges
 
-The C file is compiled on first use with the system compiler (``cc -O3 -march=native -fopenmp``) into
+The C file is compiled on first use with the system compiler (``cc -O3 -march=native``) into
 ``<llmkit cache>/kernels/`` (a name keyed by the source, flags and machine) and reused after. Without a
 compiler, or with ``LLMKIT_KERNELS=0``, :func:`enabled` is False and every caller takes its PyTorch path.
 Threads: a pool of ``torch.get_num_threads()`` (or ``LLMKIT_THREADS``) pinned threads of the library's own,
@@ -34,7 +35,6 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: the tokenizer uses the library without it
@@ -215,8 +215,6 @@ def pinned(fn: Callable) -> Callable:
 
 def _usable(*tensors: torch.Tensor) -> bool:
     """Kernels take plain CPU memory without autograd: tensors that need gradients go through PyTorch."""
-    import torch
-
     return all(t.device.type == "cpu" and not t.requires_grad for t in tensors)
 
 

@@ -3,11 +3,10 @@ tensors kept as stored, and the quality check on the real SmolLM2 (top-1 agreeme
 
 from __future__ import annotations
 
-import pytest
-import torch
-
 import gguf.quants as gq
 import numpy as np
+import pytest
+import torch
 from gguf import GGMLQuantizationType
 
 from llmkit import kernels
