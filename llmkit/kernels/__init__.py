@@ -53,6 +53,7 @@ SIGNATURES = {
     "rope_half": (None, [_ptr, _ptr, _ptr] + [_i64] * 9),
     "attend_one": (None, [_ptr] * 5 + [_i64] * 10 + [_f32]),
     "decode_step": (_int, [_ptr, _i64, _i64, _ptr]),
+    "decode_tokens": (_int, [_ptr, _ptr, _i64, _i64, _int, _ptr]),
     "dequantize_rows": (_int, [_i64, _ptr, _i64, _i64, _ptr, _i64, _ptr]),
     "silu_mul_inplace": (None, [_ptr, _ptr, _i64]),
     "llmkit_pool_start": (_int, [_int]),

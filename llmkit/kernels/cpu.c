@@ -671,16 +671,17 @@ typedef struct {
     proj_t embed, head;                 /* embed: the table [vocab, d_model] in its format */
 } decoder_t;
 
-/* y = x W^T (+ y if accumulate) (+ bias) for one row */
-static int project(const proj_t *p, const float *x, float *y, int accumulate) {
+/* y = x W^T (+ y if accumulate) (+ bias) for M rows */
+static int project(const proj_t *p, const float *x, float *y, int64_t M, int accumulate) {
     int code = 0;
-    if (p->fmt == FMT_F32) code = matvec_f32(p->w, x, y, 1, p->n, p->k, accumulate);
-    else if (p->fmt == FMT_BF16) code = matvec_bf16(p->w, x, y, 1, p->n, p->k, accumulate);
-    else if (p->fmt == FMT_Q8_0) code = matvec_q8_0(p->w, x, y, 1, p->n, p->k, accumulate);
-    else if (p->fmt == FMT_Q4_1) code = matvec_q4_1(p->w, x, y, 1, p->n, p->k, accumulate);
+    if (p->fmt == FMT_F32) code = matvec_f32(p->w, x, y, M, p->n, p->k, accumulate);
+    else if (p->fmt == FMT_BF16) code = matvec_bf16(p->w, x, y, M, p->n, p->k, accumulate);
+    else if (p->fmt == FMT_Q8_0) code = matvec_q8_0(p->w, x, y, M, p->n, p->k, accumulate);
+    else if (p->fmt == FMT_Q4_1) code = matvec_q4_1(p->w, x, y, M, p->n, p->k, accumulate);
     else return -3;
     if (p->bias)
-        for (int64_t i = 0; i < p->n; i++) y[i] += p->bias[i];
+        for (int64_t r = 0; r < M; r++)
+            for (int64_t i = 0; i < p->n; i++) y[r * p->n + i] += p->bias[i];
     return code;
 }
 
@@ -734,49 +735,62 @@ static void silu_mul(float *g, const float *u, int64_t n) {
     for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-/* Decode token ``token`` at position ``pos`` (= tokens already cached): logits [vocab]; 0 on success. */
-int decode_step(const decoder_t *m, int64_t token, int64_t pos, float *logits) {
-    const int64_t d = m->d_model, hd = m->d_head, nq = m->n_heads * hd, nkv = m->n_kv * hd;
-    if (pos >= m->max_len || token < 0 || token >= m->embed.n) return -4;
-    float *buf = malloc((3 * d + 2 * nq + 2 * nkv + 2 * m->d_ff + m->d_rot) * sizeof(float));
+/* Decode the M tokens ``tokens`` at positions pos .. pos + M - 1 (pos = tokens already cached), each seeing the
+ * cache and the ones before it: logits [M, vocab] (all_logits) or [1, vocab] of the last; 0 on success. */
+int decode_tokens(const decoder_t *m, const int64_t *tokens, int64_t M, int64_t pos, int all_logits, float *logits) {
+    const int64_t d = m->d_model, hd = m->d_head, nq = m->n_heads * hd, nkv = m->n_kv * hd, half = m->d_rot / 2;
+    if (M < 1 || pos + M > m->max_len) return -4;
+    for (int64_t r = 0; r < M; r++)
+        if (tokens[r] < 0 || tokens[r] >= m->embed.n) return -4;
+    float *buf = malloc(M * (3 * d + 2 * nq + 2 * nkv + 2 * m->d_ff + m->d_rot) * sizeof(float));
     if (!buf) return -2;
-    float *x = buf, *h = x + d, *q = h + d, *k = q + nq, *v = k + nkv, *att = v + nkv, *g = att + nq, *u = g + m->d_ff,
-          *c = u + m->d_ff, *s = c + m->d_rot / 2;
-    for (int64_t i = 0; i < m->d_rot / 2; i++) { /* as rope_cos_sin: angle in float32, then cos, sin, scaled */
-        const float angle = (float)pos * m->inv_freq[i];
-        c[i] = cosf(angle) * m->rope_scale;
-        s[i] = sinf(angle) * m->rope_scale;
+    float *x = buf, *h = x + M * d, *q = h + M * d, *k = q + M * nq, *v = k + M * nkv, *att = v + M * nkv,
+          *g = att + M * nq, *u = g + M * m->d_ff, *c = u + M * m->d_ff, *s = c + M * half;
+    for (int64_t r = 0; r < M; r++) {
+        for (int64_t i = 0; i < half; i++) { /* as rope_cos_sin: angle in float32, then cos, sin, scaled */
+            const float angle = (float)(pos + r) * m->inv_freq[i];
+            c[r * half + i] = cosf(angle) * m->rope_scale;
+            s[r * half + i] = sinf(angle) * m->rope_scale;
+        }
+        table_row(&m->embed, tokens[r], x + r * d);
     }
-    table_row(&m->embed, token, x);
-    const int64_t start = m->window > 0 && pos + 1 > m->window ? pos + 1 - m->window : 0;
     const int enabled = pool_enabled;
     pool_enabled = 1; /* nothing of PyTorch's runs in between: all threads */
     int code = 0;
     for (int64_t l = 0; l < m->n_layers && !code; l++) {
         const layer_t *L = m->layers + l;
-        rms_norm(x, L->attn_norm, h, 1, d, m->eps);
-        code |= project(&L->q, h, q, 0) | project(&L->k, h, k, 0) | project(&L->v, h, v, 0);
-        rope_heads(q, m->n_heads, hd, m->d_rot, c, s);
-        rope_heads(k, m->n_kv, hd, m->d_rot, c, s);
-        for (int64_t j = 0; j < m->n_kv; j++) {
-            memcpy(L->k_cache + (j * m->max_len + pos) * hd, k + j * hd, hd * sizeof(float));
-            memcpy(L->v_cache + (j * m->max_len + pos) * hd, v + j * hd, hd * sizeof(float));
+        rms_norm(x, L->attn_norm, h, M, d, m->eps);
+        code |= project(&L->q, h, q, M, 0) | project(&L->k, h, k, M, 0) | project(&L->v, h, v, M, 0);
+        for (int64_t r = 0; r < M; r++) {
+            const int64_t at = pos + r, start = m->window > 0 && at + 1 > m->window ? at + 1 - m->window : 0;
+            rope_heads(q + r * nq, m->n_heads, hd, m->d_rot, c + r * half, s + r * half);
+            rope_heads(k + r * nkv, m->n_kv, hd, m->d_rot, c + r * half, s + r * half);
+            for (int64_t j = 0; j < m->n_kv; j++) {
+                memcpy(L->k_cache + (j * m->max_len + at) * hd, k + r * nkv + j * hd, hd * sizeof(float));
+                memcpy(L->v_cache + (j * m->max_len + at) * hd, v + r * nkv + j * hd, hd * sizeof(float));
+            }
+            attend_one(q + r * nq, L->k_cache, L->v_cache, att + r * nq, NULL, 1, m->n_heads, m->n_kv, at + 1, hd,
+                       start, nq, hd, m->n_kv * m->max_len * hd, m->max_len * hd, m->scale);
         }
-        attend_one(q, L->k_cache, L->v_cache, att, NULL, 1, m->n_heads, m->n_kv, pos + 1, hd, start, nq, hd,
-                   m->n_kv * m->max_len * hd, m->max_len * hd, m->scale);
-        code |= project(&L->o, att, x, 1);
-        rms_norm(x, L->ffn_norm, h, 1, d, m->eps);
-        code |= project(&L->gate, h, g, 0) | project(&L->up, h, u, 0);
-        silu_mul(g, u, m->d_ff);
-        code |= project(&L->down, g, x, 1);
+        code |= project(&L->o, att, x, M, 1);
+        rms_norm(x, L->ffn_norm, h, M, d, m->eps);
+        code |= project(&L->gate, h, g, M, 0) | project(&L->up, h, u, M, 0);
+        silu_mul(g, u, M * m->d_ff);
+        code |= project(&L->down, g, x, M, 1);
     }
     if (!code) {
-        rms_norm(x, m->final_norm, h, 1, d, m->eps);
-        code = project(&m->head, h, logits, 0);
+        const int64_t first = all_logits ? 0 : M - 1;
+        rms_norm(x + first * d, m->final_norm, h, M - first, d, m->eps);
+        code = project(&m->head, h, logits, M - first, 0);
     }
     pool_enabled = enabled;
     free(buf);
     return code;
+}
+
+/* One token: decode_tokens with M = 1. */
+int decode_step(const decoder_t *m, int64_t token, int64_t pos, float *logits) {
+    return decode_tokens(m, &token, 1, pos, 1, logits);
 }
 
 /* ---- dequantization: rows of a table held as fmt -> float32 ------------------------------------------------

@@ -1,9 +1,10 @@
-"""Decoding one token of a LLaMA-family decoder in one C call (``decode_step`` in llmkit/kernels/cpu.c).
+"""Decoding a few tokens of a LLaMA-family decoder in one C call (``decode_tokens`` in llmkit/kernels/cpu.c).
 
 The module path costs ~40 PyTorch ops and a dozen module calls per layer, each a few microseconds:
 for a small model that is most of a token's time. :class:`DecodePlan` gathers, once per KV cache, the
 pointers the C step needs (weights in their formats, norms, the cache's per-layer K/V) and
-:meth:`Transformer.forward <llmkit.nn.model.Transformer.forward>` hands it one-token, batch-1 steps.
+:meth:`Transformer.forward <llmkit.nn.model.Transformer.forward>` hands it batch-1 calls of at most
+MAX_TOKENS new tokens: decoding steps, speculative verifications, short prompts.
 
 The step is the same composition as Block.forward (pre-norm RMSNorm, RoPE on q and k, GQA attention over
 the cache, SwiGLU) on the same kernels the modules use; tests/nn/test_fast.py holds its logits to the
@@ -96,25 +97,35 @@ class DecodePlan:
             return False
         return all(a.backend == "sdpa" and a.relative is None and not a.record_probs for a in self.attentions)
 
-    def step(self, token: int) -> torch.Tensor:
-        """Logits [1, 1, vocab] of ``token`` at the cache's next position; the cache advances by one."""
-        logits = torch.empty(1, 1, self.vocab)
-        code = kernels.library().decode_step(ctypes.byref(self.structs), token, self.cache.length, logits.data_ptr())
+    def step(self, tokens: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """Logits [1, M, vocab] (or [1, 1, vocab] of the last, ``last_only``) of ``tokens`` [1, M] at the cache's
+        next positions, each seeing the cache and the tokens before it; the cache advances by M."""
+        ids = tokens.reshape(-1).to(torch.int64).contiguous()
+        n = ids.numel()
+        logits = torch.empty(1, 1 if last_only else n, self.vocab)
+        code = kernels.library().decode_tokens(ctypes.byref(self.structs), ids.data_ptr(), n, self.cache.length,
+                                               int(not last_only), logits.data_ptr())
         if code:
-            raise kernels.KernelError(f"decode_step failed (code {code})")
-        self.cache.advance(1)
+            raise kernels.KernelError(f"decode_tokens failed (code {code})")
+        self.cache.advance(n)
         return logits
 
 
 PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its DecodePlan (of one cache)
 
 
-def decode_step(model: nn.Module, input_ids: torch.Tensor, cache) -> torch.Tensor | None:
-    """Logits [1, 1, vocab] of one token through the C step, or None when it does not apply (the modules run)."""
-    if input_ids.shape != (1, 1) or torch.is_grad_enabled() or input_ids.device.type != "cpu":
+MAX_TOKENS = 16  # more new tokens than this in one call (a prefill) go through the modules' GEMMs
+
+
+def decode_step(model: nn.Module, input_ids: torch.Tensor, cache, last_only: bool = False) -> torch.Tensor | None:
+    """Logits [1, M, vocab] of M <= MAX_TOKENS tokens of one sequence through the C step (a decoding step,
+    a speculative verification, a short prompt), or None when it does not apply (the modules run)."""
+    if input_ids.dim() != 2 or input_ids.shape[0] != 1 or not 1 <= input_ids.shape[1] <= MAX_TOKENS:
         return None
-    if getattr(cache, "length", 0) >= getattr(cache, "max_len", 0):
-        return None  # full: the module path raises CacheFullError
+    if torch.is_grad_enabled() or input_ids.device.type != "cpu":
+        return None
+    if getattr(cache, "length", 0) + input_ids.shape[1] > getattr(cache, "max_len", 0):
+        return None  # no room: the module path raises CacheFullError
     plan = PLANS.get(model)
     if plan is None or plan.cache is not cache:
         plan = plan_for(model, cache)
@@ -123,7 +134,7 @@ def decode_step(model: nn.Module, input_ids: torch.Tensor, cache) -> torch.Tenso
         PLANS[model] = plan
     if not plan.usable():
         return None
-    return plan.step(int(input_ids))
+    return plan.step(input_ids, last_only)
 
 
 def plan_for(model: nn.Module, cache) -> DecodePlan | None:

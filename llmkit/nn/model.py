@@ -246,7 +246,7 @@ class Transformer(Stack):
             positions = positions if positions is not None else torch.arange(t, device=input_ids.device)[None]
             return self.run(self.embed_tokens(input_ids, token_type_ids), positions, mask)  # [batch, seq, d_model]
         if cache is not None and attention_mask is None and positions is None:
-            logits = decode_step(self, input_ids, cache)  # one token, batch 1: the C step when it applies
+            logits = decode_step(self, input_ids, cache, last_only)  # batch 1, few tokens: the C step if it applies
             if logits is not None:
                 return logits
         if positions is None:

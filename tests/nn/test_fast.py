@@ -93,3 +93,25 @@ def test_batches_gradients_and_hooks_take_the_module_path(smollm2):
     with torch.inference_mode():
         assert fast.decode_step(model, torch.tensor([[3]]), one) is None
     handle.remove()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int4"])
+def test_several_tokens_at_once_equal_the_module_path(smollm2, precision):
+    """A speculative verification or a short prompt: 9 new tokens in one C call, each seeing those before it."""
+    model = smollm2[precision]
+    prompt, new = torch.tensor([list(range(300, 340))]), torch.tensor([[11, 400, 7, 5000, 12, 9, 88, 1000, 3]])
+    logits = {}
+    for path in ("c", "modules"):
+        cache = ContiguousKVCache(model.spec, 1, 64)
+        handle = model.norm.register_forward_hook(lambda *_: None) if path == "modules" else None
+        with torch.inference_mode():
+            model(prompt, cache=cache)
+            logits[path] = model(new, cache=cache)[0]  # [9, vocab]
+            last = model(new[:, :4], cache=ContiguousKVCache(model.spec, 1, 8), last_only=True)[0, -1]
+        if handle is not None:
+            handle.remove()
+        assert cache.length == 49
+        logits[path + "-last"] = last
+    bound = 1e-5 if precision == "fp32" else 1e-3
+    assert (logits["c"] - logits["modules"]).abs().max() <= bound * logits["modules"].abs().max()
+    assert (logits["c-last"] - logits["modules-last"]).abs().max() <= bound * logits["modules-last"].abs().max()
