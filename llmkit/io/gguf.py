@@ -156,17 +156,13 @@ class PackedTensor:
     in_features: int
 
 
-# GGML types the C kernels dequantize (llmkit.kernels.FORMATS), straight into the final tensor.
-KERNEL_TYPES = {"F32": "f32", "BF16": "bf16", "Q8_0": "q8_0", "Q4_1": "q4_1"}
-
-
 def dequantize_rows(data: torch.Tensor, ggml_type: str, shape: tuple[int, ...], where: str) -> torch.Tensor:
     """float32 [shape] from a GGML tensor's bytes: by the C kernel when it has the type (one allocation, no
     temporaries, the same arithmetic as gguf-py), by quant.ggml otherwise. Bad sizes: GGUFError naming ``where``."""
     from llmkit import kernels
 
     try:
-        if ggml_type in KERNEL_TYPES and len(shape) == 2 and kernels.enabled():
+        if ggml_type in kernels.GGML_FORMATS and len(shape) == 2 and kernels.enabled():
             t = ggml_type_info(ggml_type)
             expected = shape[0] * (shape[1] // t.block_size) * t.type_size
             if shape[1] % t.block_size or data.numel() != expected:
@@ -174,7 +170,8 @@ def dequantize_rows(data: torch.Tensor, ggml_type: str, shape: tuple[int, ...], 
                                   f"{t.block_size}-blocks, got {data.numel()} bytes")
             if expected == 0:
                 return torch.zeros(shape)
-            return kernels.dequantize_rows(data.reshape(shape[0], -1).contiguous(), KERNEL_TYPES[ggml_type], shape[1])
+            rows = data.reshape(shape[0], -1).contiguous()
+            return kernels.dequantize_rows(rows, kernels.GGML_FORMATS[ggml_type], shape[1])
         return dequantize_ggml(data.reshape(-1), ggml_type, shape)
     except LlmkitError as e:
         raise GGUFError(f"{where}: {e}") from None

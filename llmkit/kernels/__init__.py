@@ -42,7 +42,9 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: the tokenizer use
 
 SOURCE = Path(__file__).with_name("cpu.c")
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-shared", "-fPIC", "-std=c11", "-pthread")
-FORMATS = ("f32", "bf16", "q8_0", "q4_1")
+FORMATS = ("f32", "bf16", "q8_0", "q4_1")  # cpu.c's FMT_* codes are the indices
+GGML_FORMATS = {"F32": "f32", "BF16": "bf16", "Q8_0": "q8_0", "Q4_1": "q4_1"}  # GGML type -> the format it is
+MATVEC_MAX_ROWS = 16  # matrix products of more rows (a prefill) are compute-bound: PyTorch's GEMM does them
 QK = 32  # weights per GGML block
 BLOCK_BYTES = {"q8_0": 34, "q4_1": 20}
 

@@ -304,22 +304,6 @@ typedef struct {
     int accumulate;
 } matvec_args;
 
-#define FLOAT_TASK(NAME, T, DOT)                                                                                \
-    static void NAME(void *ctx, int ith, int nth) {                                                           \
-        const matvec_args *a = ctx;                                                                            \
-        int64_t lo, hi;                                                                                        \
-        split_rows(a->N, ith, nth, &lo, &hi);                                                                  \
-        for (int64_t n0 = lo; n0 < hi; n0 += ROWS) {                                                           \
-            const T *w[ROWS];                                                                                  \
-            for (int r = 0; r < ROWS; r++) w[r] = (const T *)a->W + (n0 + r < a->N ? n0 + r : a->N - 1) * a->K; \
-            for (int64_t m = 0; m < a->M; m++) {                                                               \
-                float v[ROWS];                                                                                 \
-                DOT(w, a->x + m * a->K, a->K, v);                                                             \
-                store(a->y + m * a->N, n0, hi, v, a->accumulate);                                              \
-            }                                                                                                  \
-        }                                                                                                      \
-    }
-
 static void task_f32(void *ctx, int ith, int nth) {
     const matvec_args *a = ctx;
     int64_t lo, hi;
@@ -340,7 +324,21 @@ static void task_f32(void *ctx, int ith, int nth) {
         }
     }
 }
-FLOAT_TASK(task_bf16, uint16_t, dot4_bf16)
+
+static void task_bf16(void *ctx, int ith, int nth) {
+    const matvec_args *a = ctx;
+    int64_t lo, hi;
+    split_rows(a->N, ith, nth, &lo, &hi);
+    for (int64_t n0 = lo; n0 < hi; n0 += ROWS) {
+        const uint16_t *w[ROWS];
+        for (int r = 0; r < ROWS; r++) w[r] = (const uint16_t *)a->W + (n0 + r < a->N ? n0 + r : a->N - 1) * a->K;
+        for (int64_t m = 0; m < a->M; m++) {
+            float v[ROWS];
+            dot4_bf16(w, a->x + m * a->K, a->K, v);
+            store(a->y + m * a->N, n0, hi, v, a->accumulate);
+        }
+    }
+}
 
 int matvec_f32(const void *W, const float *x, float *y, int64_t M, int64_t N, int64_t K, int accumulate) {
     matvec_args a = {W, x, y, M, N, K, accumulate};

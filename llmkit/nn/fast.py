@@ -23,8 +23,6 @@ from torch import nn
 
 from llmkit import kernels
 
-FORMAT_CODES = {"f32": 0, "bf16": 1, "q8_0": 2, "q4_1": 3}
-
 
 class Proj(ctypes.Structure):
     _fields_ = [("fmt", ctypes.c_int64), ("n", ctypes.c_int64), ("k", ctypes.c_int64),
@@ -57,7 +55,7 @@ def proj(module: nn.Module, keep: list) -> Proj | None:
     if not data.is_contiguous() or (bias is not None and bias.dtype != torch.float32):
         return None
     keep.extend([data, bias])
-    return Proj(FORMAT_CODES[fmt], data.shape[0], k, data.data_ptr(), None if bias is None else bias.data_ptr())
+    return Proj(kernels.FORMATS.index(fmt), data.shape[0], k, data.data_ptr(), None if bias is None else bias.data_ptr())
 
 
 def table(model: nn.Module, keep: list) -> Proj | None:

@@ -15,7 +15,7 @@ from torch import nn
 
 from llmkit import kernels
 
-KERNEL_MAX_ROWS = int(__import__("os").environ.get("KMR", 16))
+KERNEL_MAX_ROWS = kernels.MATVEC_MAX_ROWS
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -39,7 +39,8 @@ PRECISION_FORMATS: dict[str, tuple[Format, Format]] = {
     "int8": ("q8_0", "q8_0"),
     "int4": ("q4_1", "q8_0"),
 }
-GGML_NAMES: dict[str, str] = {"q8_0": "Q8_0", "q4_1": "Q4_1"}
+# the block formats and their GGML names ({"q8_0": "Q8_0", "q4_1": "Q4_1"})
+GGML_NAMES: dict[str, str] = {fmt: name for name, fmt in kernels.GGML_FORMATS.items() if fmt.startswith("q")}
 
 
 def pack(weight: torch.Tensor, fmt: Format) -> torch.Tensor:
@@ -68,7 +69,7 @@ class PackedLinear(nn.Module):
     ``data``: the packed weights as :func:`pack` makes them (or a GGUF tensor's raw rows of blocks).
     """
 
-    KERNEL_MAX_ROWS = 16  # more rows than this (prefill) go to PyTorch's GEMM on dequantized weights
+    KERNEL_MAX_ROWS = kernels.MATVEC_MAX_ROWS  # more rows (prefill) go to PyTorch's GEMM on dequantized weights
 
     def __init__(self, data: torch.Tensor, fmt: Format, in_features: int, bias: torch.Tensor | None = None) -> None:
         super().__init__()
