@@ -329,16 +329,15 @@ def attend_one_supported(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> b
 class BPEMerger:
     """tokenize/bpe.py's ``bpe_merge`` in C: a hash table of the merges, one call per piece (short pieces)."""
 
-    def __init__(self, ranks: dict[tuple[int, int], int], merged: list[int]) -> None:
+    def __init__(self, merges) -> None:
+        """``merges``: a tokenize.bpe.MergeTable (int32 arrays left, right, merged; rank = index)."""
         import array
 
-        pairs = list(ranks.items())
-        self.args = (ranks, merged)  # to rebuild when pickled
-        left, right = array.array("i", (a for (a, _), _ in pairs)), array.array("i", (b for (_, b), _ in pairs))
-        rank, ids = array.array("i", (r for _, r in pairs)), array.array("i", (merged[r] for _, r in pairs))
+        self.args = (merges,)  # to rebuild when pickled
+        rank = array.array("i", range(len(merges.merged)))  # a pair listed twice keeps its last rank
         self.lib = library()
-        self.table = self.lib.bpe_table_new(left.buffer_info()[0], right.buffer_info()[0], rank.buffer_info()[0],
-                                            ids.buffer_info()[0], len(pairs))
+        self.table = self.lib.bpe_table_new(merges.left.buffer_info()[0], merges.right.buffer_info()[0],
+                                            rank.buffer_info()[0], merges.merged.buffer_info()[0], len(rank))
         if not self.table:
             raise MemoryError("bpe_table_new: out of memory")
 
@@ -361,6 +360,6 @@ class BPEMerger:
             self.table = None
 
 
-def bpe_merger(ranks: dict[tuple[int, int], int], merged: list[int]) -> BPEMerger | None:
-    """A C merger for these merges, or None without the kernels (callers merge in Python)."""
-    return BPEMerger(ranks, merged) if enabled() else None
+def bpe_merger(merges) -> BPEMerger | None:
+    """A C merger for ``merges`` (a tokenize.bpe.MergeTable), or None without the kernels (callers merge in Python)."""
+    return BPEMerger(merges) if enabled() else None

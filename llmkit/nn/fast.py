@@ -82,10 +82,18 @@ class DecodePlan:
     """The C step's view of one model and one contiguous KV cache (rebuilt when either changes)."""
 
     def __init__(self, model: nn.Module, cache, structs: Decoder, layers, keep: list) -> None:
-        # no reference to the model itself: plans live in a WeakKeyDictionary keyed by it (PLANS)
-        self.vocab, self.cache, self.structs, self.layers, self.keep = model.spec.vocab_size, cache, structs, layers, keep
+        # No reference to the model (plans live in a WeakKeyDictionary keyed by it, PLANS) nor to the cache: a
+        # finished generation's cache is freed at once, not when the next one's plan replaces this one (a
+        # second cache's worth of peak memory).
+        self.vocab, self.structs, self.layers, self.keep = model.spec.vocab_size, structs, layers, keep
+        self.cache = weakref.ref(cache)
+        self.storage = tuple(t.data_ptr() for t in cache.contiguous_layout())
         self.modules = list(model.modules())
         self.attentions = [block.attn for block in model.blocks]
+
+    def serves(self, cache) -> bool:
+        """This plan was made for ``cache`` and its K/V tensors are still the ones it points at."""
+        return self.cache() is cache and tuple(t.data_ptr() for t in cache.contiguous_layout()) == self.storage
 
     def usable(self) -> bool:
         """Nothing changed since the plan was made that the C step would ignore (hooks, attention settings)."""
@@ -98,14 +106,15 @@ class DecodePlan:
     def step(self, tokens: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """Logits [1, M, vocab] (or [1, 1, vocab] of the last, ``last_only``) of ``tokens`` [1, M] at the cache's
         next positions, each seeing the cache and the tokens before it; the cache advances by M."""
+        cache = self.cache()  # alive: decode_step checked serves() with it in hand
         ids = tokens.reshape(-1).to(torch.int64).contiguous()
         n = ids.numel()
         logits = torch.empty(1, 1 if last_only else n, self.vocab)
-        code = kernels.library().decode_tokens(ctypes.byref(self.structs), ids.data_ptr(), n, self.cache.length,
+        code = kernels.library().decode_tokens(ctypes.byref(self.structs), ids.data_ptr(), n, cache.length,
                                                int(not last_only), logits.data_ptr())
         if code:
             raise kernels.KernelError(f"decode_tokens failed (code {code})")
-        self.cache.advance(n)
+        cache.advance(n)
         return logits
 
 
@@ -125,7 +134,7 @@ def decode_step(model: nn.Module, input_ids: torch.Tensor, cache, last_only: boo
     if getattr(cache, "length", 0) + input_ids.shape[1] > getattr(cache, "max_len", 0):
         return None  # no room: the module path raises CacheFullError
     plan = PLANS.get(model)
-    if plan is None or plan.cache is not cache:
+    if plan is None or not plan.serves(cache):
         plan = plan_for(model, cache)
         if plan is None:
             return None
@@ -144,7 +153,7 @@ def plan_for(model: nn.Module, cache) -> DecodePlan | None:
     spec = model.spec
     if k_cache.dtype != torch.float32 or k_cache.shape[1] != 1 or model.activation_dtype != torch.float32:
         return None
-    keep: list = [k_cache, v_cache, model.inv_freq]
+    keep: list = [model.inv_freq]  # the cache's K/V are not kept: DecodePlan.serves checks them
     layers = (Layer * spec.n_layers)()
     for i, block in enumerate(model.blocks):
         attn, ffn = block.attn, block.ffn

@@ -17,6 +17,9 @@ cache spends most of its time merging the pieces it has not seen.
 from __future__ import annotations
 
 import heapq
+from array import array
+from functools import cached_property
+from collections.abc import Iterable
 from itertools import pairwise
 
 from llmkit import kernels
@@ -92,17 +95,27 @@ class ByteLevelBPE:
 
     HEAP_ABOVE = 64  # pieces of more bytes than this merge through the heap
 
-    def __init__(self, tokens: list[str], merges: list[tuple[str, str]], ignore_merges: bool = False):
+    def __init__(self, tokens: list[str], merges: Iterable[tuple[str, str]], ignore_merges: bool = False):
         self.tokens = tokens
         self.vocab = {t: i for i, t in enumerate(tokens)}
-        self.merges = merges
-        self.ranks, self.merged = merge_table(self.vocab, merges)
+        self.table = merge_table(self.vocab, merges)  # the merges as ids; the strings are not kept
+        self.merged = self.table.merged
         self.ignore_merges = ignore_merges  # a piece that is a whole token skips the merges (LLaMA-3)
         spelling = bytes_to_unicode()
         self.byte_ids = [self.vocab.get(spelling[b], -1) for b in range(256)]
         self.token_bytes = [token_bytes(t) for t in tokens]
         self.cache = PieceCache(self.encode_piece)
-        self.merger = kernels.bpe_merger(self.ranks, self.merged)  # bpe_merge in C (None without the kernels)
+        self.merger = kernels.bpe_merger(self.table)  # bpe_merge in C (None without the kernels)
+
+    @property
+    def merges(self) -> list[tuple[str, str]]:
+        """The merges as token pairs, rank order (rebuilt from the ids: for saving and display)."""
+        return self.table.pairs(self.tokens)
+
+    @property
+    def ranks(self) -> dict[Pair, int]:
+        """Pair of ids -> rank, for the Python merges (long pieces; every piece without the kernels)."""
+        return self.table.ranks
 
     def encode_piece(self, piece: str) -> tuple[int, ...]:
         """Ids of one pre-token piece (uncached)."""
@@ -130,18 +143,42 @@ class ByteLevelBPE:
         return spans
 
 
-def merge_table(vocab: dict[str, int], merges: list[tuple[str, str]]) -> tuple[dict[Pair, int], list[int]]:
-    """``(ranks, merged)``: pair of ids -> rank, and rank -> id of the merged token."""
-    ranks: dict[Pair, int] = {}
-    merged: list[int] = []
+class MergeTable:
+    """The merges as ids: rank ``r`` joins ``left[r]`` and ``right[r]`` into ``merged[r]``.
+
+    Held as int32 arrays, 12 bytes a merge. As Python tuples of strings plus a dict of tuple keys
+    the same 49k merges of SmolLM2 took ~16 MB. The ``ranks`` dict the Python merge loops read is
+    built on first use: without the C kernels, or for a piece longer than HEAP_ABOVE bytes.
+    """
+
+    def __init__(self, left: array, right: array, merged: array) -> None:
+        self.left, self.right, self.merged = left, right, merged
+
+    def __len__(self) -> int:
+        return len(self.merged)
+
+    @cached_property
+    def ranks(self) -> dict[Pair, int]:
+        """Pair of ids -> rank (a pair listed twice keeps its last rank, as a dict built in rank order does)."""
+        return {pair: rank for rank, pair in enumerate(zip(self.left, self.right))}
+
+    def pairs(self, tokens: list[str]) -> list[tuple[str, str]]:
+        """The merges spelled as token pairs, rank order."""
+        return [(tokens[a], tokens[b]) for a, b in zip(self.left, self.right)]
+
+
+def merge_table(vocab: dict[str, int], merges: Iterable[tuple[str, str]]) -> MergeTable:
+    """The :class:`MergeTable` of ``merges`` (token pairs, rank order) over ``vocab``."""
+    left, right, merged = array("i"), array("i"), array("i")
     for rank, (a, b) in enumerate(merges):
         ids = vocab.get(a), vocab.get(b), vocab.get(a + b)
         if None in ids:
             missing = next(t for t, i in zip((a, b, a + b), ids) if i is None)
             raise TokenizerError(f"merge {rank} ({a!r} {b!r}) uses {missing!r}, which is not in the vocabulary")
-        ranks[(ids[0], ids[1])] = rank
+        left.append(ids[0])
+        right.append(ids[1])
         merged.append(ids[2])
-    return ranks, merged
+    return MergeTable(left, right, merged)
 
 
 def split_merge(merge: str, rank: int) -> tuple[str, str]:
@@ -166,7 +203,8 @@ class CharBPE:
                  byte_fallback: bool = True, fuse_unk: bool = True):  # fmt: skip
         self.tokens, self.merges, self.byte_fallback, self.fuse_unk = tokens, merges, byte_fallback, fuse_unk
         self.vocab = {t: i for i, t in enumerate(tokens)}
-        self.ranks, self.merged = merge_table(self.vocab, merges)
+        table = merge_table(self.vocab, merges)
+        self.ranks, self.merged = table.ranks, table.merged
         self.unk_token = unk_token
         self.unk_id = self.vocab.get(unk_token) if unk_token is not None else None
         if unk_token is not None and self.unk_id is None:

@@ -39,7 +39,7 @@ def from_gguf_metadata(metadata: Mapping[str, Any], pretokenizer: str | None = N
             f"GGUF tokenizer model {kind!r} is not supported yet; llmkit reads 'gpt2' (byte-level BPE) and 'llama' (SentencePiece BPE)"
         )
     tokens = list(_require(metadata, "tokenizer.ggml.tokens"))
-    merges = [split_merge(m, r) for r, m in enumerate(_require(metadata, "tokenizer.ggml.merges"))]
+    merges = (split_merge(m, r) for r, m in enumerate(_require(metadata, "tokenizer.ggml.merges")))  # read once
     pre_name = pretokenizer or metadata.get("tokenizer.ggml.pre") or "default"
     pre = get_pretokenizer(pre_name)
     model = ByteLevelBPE(tokens, merges, ignore_merges=pre.name == "llama3")

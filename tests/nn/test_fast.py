@@ -34,7 +34,7 @@ def test_the_c_step_equals_transformers_on_tiny_llama_and_qwen2(tiny_pair):
     prompt = [3, 17, 42, 5, 99]
     cache, fed = ContiguousKVCache(model.spec, 1, 32), []
     got = decode(model, prompt, 8, cache, fed=fed)
-    assert fast.PLANS.get(model) is not None and fast.PLANS[model].cache is cache  # the C step ran
+    assert fast.PLANS.get(model) is not None and fast.PLANS[model].cache() is cache  # the C step ran
     with torch.no_grad():
         expected = hf(torch.tensor([prompt + fed])).logits[0, len(prompt):]  # at each fed token, no cache
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)

@@ -21,14 +21,16 @@ def _ids(s: str) -> list[int]:
 
 def test_hand_worked_example():
     """l o w e r -> l o w er (rank 0) -> lo w er (1) -> low er (2) -> lower (3)."""
-    ranks, merged = merge_table({t: i for i, t in enumerate(TOKENS)}, MERGES)
+    table = merge_table({t: i for i, t in enumerate(TOKENS)}, MERGES)
+    ranks, merged = table.ranks, table.merged
     assert bpe_merge(_ids("lower"), ranks, merged) == [TOKENS.index("lower")]
     assert bpe_merge(_ids("rewol"), ranks, merged) == _ids("rewol")  # no pair is a merge
 
 
 def test_equal_ranks_merge_leftmost_first():
     """a a a a a -> aa a a a (rank 4 at 0) -> aa aa a (rank 4, now leftmost at 1) -> aa aaa (rank 5)."""
-    ranks, merged = merge_table({t: i for i, t in enumerate(TOKENS)}, MERGES)
+    table = merge_table({t: i for i, t in enumerate(TOKENS)}, MERGES)
+    ranks, merged = table.ranks, table.merged
     assert [TOKENS[i] for i in bpe_merge(_ids("aaaaa"), ranks, merged)] == ["aa", "aaa"]
     assert [TOKENS[i] for i in bpe_merge(_ids("aaa"), ranks, merged)] == ["aaa"]
 
@@ -36,10 +38,10 @@ def test_equal_ranks_merge_leftmost_first():
 @settings(max_examples=400, deadline=None)
 @given(st.text(st.sampled_from("lowera"), max_size=200))
 def test_heap_merge_equals_list_merge_equals_hf(hf_toy_bpe, word):
-    ranks, merged = merge_table({t: i for i, t in enumerate(TOKENS)}, MERGES)
-    ids = bpe_merge(_ids(word), ranks, merged)
-    assert bpe_merge_heap(_ids(word), ranks, merged) == ids
-    assert kernels.BPEMerger(ranks, merged).merge(_ids(word)) == ids  # the C merger
+    table = merge_table({t: i for i, t in enumerate(TOKENS)}, MERGES)
+    ids = bpe_merge(_ids(word), table.ranks, table.merged)
+    assert bpe_merge_heap(_ids(word), table.ranks, table.merged) == ids
+    assert kernels.BPEMerger(table).merge(_ids(word)) == ids  # the C merger
     assert ids == (hf_toy_bpe.encode(word).ids if word else [])
 
 
@@ -127,3 +129,21 @@ def test_char_bpe_saved_loads_in_hf(llama2_style_json, real_text, tmp_path):
     ids = load_tokenizer_json(llama2_style_json).encode(text)
     assert hf.encode(text, add_special_tokens=False).ids == ids[1:] and ids[0] == 1
     assert hf.decode(ids[1:]) == text
+
+
+def test_merge_table_keeps_ids_and_gives_the_merges_back():
+    """The merges are held as int32 ids (no strings kept); ``merges`` spells them again, rank order."""
+    model = ByteLevelBPE(TOKENS, MERGES)
+    assert model.merges == MERGES
+    assert len(model.table) == len(MERGES) and model.table.left.itemsize == 4
+    assert model.ranks == {(TOKENS.index(a), TOKENS.index(b)): r for r, (a, b) in enumerate(MERGES)}
+
+
+def test_a_pair_listed_twice_keeps_its_last_rank_in_python_and_in_c():
+    tokens = ["a", "b", "c", "ab", "bc"]
+    merges = [("a", "b"), ("b", "c"), ("a", "b")]  # "a b" at ranks 0 and 2
+    table = merge_table({t: i for i, t in enumerate(tokens)}, merges)
+    assert table.ranks[(0, 1)] == 2
+    expected = bpe_merge([0, 1, 2], table.ranks, table.merged)
+    assert [tokens[i] for i in expected] == ["a", "bc"]  # with rank 2, "b c" (rank 1) goes first
+    assert kernels.BPEMerger(table).merge([0, 1, 2]) == expected
