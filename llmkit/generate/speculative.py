@@ -122,6 +122,10 @@ def speculative_tokens(
     generator = make_generator(config.seed) if config.do_sample else None
     stats = stats if stats is not None else Acceptance()
     seq, produced = list(prompt_ids), 0
+    if len(prompt_ids) > 1:  # the prompt but its last token, once: each round then feeds the target k + 1 tokens
+        head = torch.tensor([prompt_ids[:-1]])  # (within the one-call C step's reach), the draft one or two
+        target(head, cache=t_cache, last_only=True)
+        draft(head, cache=d_cache, last_only=True)
     while produced < budget:
         k = min(config.num_assistant_tokens, budget - produced - 1)
         drafted, q = propose(draft, d_cache, seq, k, processors, generator)

@@ -253,9 +253,14 @@ static void dot4_f32(const float *const w[ROWS], const float *x, int64_t K, floa
         for (int r = 0; r < ROWS; r++) out[r] += w[r][k] * x[k];
 }
 
-/* The same for MR activation rows at once: each weight load feeds MR FMAs (batches, speculative verification). */
+/* The same for MR activation rows at once: each weight load feeds MR FMAs (batches, speculative verification).
+ * With that much arithmetic per byte the hardware prefetcher alone no longer keeps a thread's weight stream at
+ * memory speed (measured: 29 -> 33-41 GFLOP/s against a 113 MB matrix); ``ahead`` (the first pass over a tile)
+ * prefetches the tile PREFETCH_TILES on. */
 #define MR 3
-static void dot4xMR_f32(const float *const w[ROWS], const float *x, int64_t K, float out[MR][ROWS]) {
+#define PREFETCH_TILES 4
+static void dot4xMR_f32(const float *const w[ROWS], const float *x, int64_t K, int ahead, float out[MR][ROWS]) {
+    (void)ahead;
     int64_t k = 0;
 #ifdef LLMKIT_AVX2
     __m256 a[MR][ROWS];
@@ -264,6 +269,8 @@ static void dot4xMR_f32(const float *const w[ROWS], const float *x, int64_t K, f
     for (; k + 8 <= K; k += 8) {
         __m256 xv[MR];
         for (int m = 0; m < MR; m++) xv[m] = _mm256_loadu_ps(x + m * K + k);
+        if (ahead && !(k & 15)) /* once per cache line: the rows PREFETCH_TILES tiles on, while these compute */
+            for (int r = 0; r < ROWS; r++) _mm_prefetch((const char *)(w[r] + PREFETCH_TILES * ROWS * K + k), _MM_HINT_T0);
         for (int r = 0; r < ROWS; r++) {
             __m256 wv = _mm256_loadu_ps(w[r] + k);
             for (int m = 0; m < MR; m++) a[m][r] = _mm256_fmadd_ps(wv, xv[m], a[m][r]);
@@ -296,205 +303,292 @@ static void dot4_bf16(const uint16_t *const w[ROWS], const float *x, int64_t K, 
         for (int r = 0; r < ROWS; r++) out[r] += bf16_to_f32(w[r][k]) * x[k];
 }
 
-typedef struct {
-    const void *W;
-    const float *x;
-    float *y;
-    int64_t M, N, K;
-    int accumulate;
-} matvec_args;
-
-static void task_f32(void *ctx, int ith, int nth) {
-    const matvec_args *a = ctx;
-    int64_t lo, hi;
-    split_rows(a->N, ith, nth, &lo, &hi);
-    for (int64_t n0 = lo; n0 < hi; n0 += ROWS) {
-        const float *w[ROWS];
-        for (int r = 0; r < ROWS; r++) w[r] = (const float *)a->W + (n0 + r < a->N ? n0 + r : a->N - 1) * a->K;
-        int64_t m = 0;
-        for (; m + MR <= a->M; m += MR) { /* MR rows of x per pass over the weight tile */
-            float v[MR][ROWS];
-            dot4xMR_f32(w, a->x + m * a->K, a->K, v);
-            for (int i = 0; i < MR; i++) store(a->y + (m + i) * a->N, n0, hi, v[i], a->accumulate);
-        }
-        for (; m < a->M; m++) {
-            float v[ROWS];
-            dot4_f32(w, a->x + m * a->K, a->K, v);
-            store(a->y + m * a->N, n0, hi, v, a->accumulate);
-        }
-    }
-}
-
-static void task_bf16(void *ctx, int ith, int nth) {
-    const matvec_args *a = ctx;
-    int64_t lo, hi;
-    split_rows(a->N, ith, nth, &lo, &hi);
-    for (int64_t n0 = lo; n0 < hi; n0 += ROWS) {
-        const uint16_t *w[ROWS];
-        for (int r = 0; r < ROWS; r++) w[r] = (const uint16_t *)a->W + (n0 + r < a->N ? n0 + r : a->N - 1) * a->K;
-        for (int64_t m = 0; m < a->M; m++) {
-            float v[ROWS];
-            dot4_bf16(w, a->x + m * a->K, a->K, v);
-            store(a->y + m * a->N, n0, hi, v, a->accumulate);
-        }
-    }
-}
-
-int matvec_f32(const void *W, const float *x, float *y, int64_t M, int64_t N, int64_t K, int accumulate) {
-    matvec_args a = {W, x, y, M, N, K, accumulate};
-    pool_run(task_f32, &a);
-    return 0;
-}
-
-int matvec_bf16(const void *W, const float *x, float *y, int64_t M, int64_t N, int64_t K, int accumulate) {
-    matvec_args a = {W, x, y, M, N, K, accumulate};
-    pool_run(task_bf16, &a);
-    return 0;
-}
-
 /* ---- quantized weights: GGML Q8_0 and Q4_1 against int16 activation blocks ------------------------------ */
 
 /* x [M, K] -> xq [M, K] int16, sx [M, K/32] (scale = absmax / 32767 per block), sxq [M, K/32] (scale * sum of
- * the block's xq). Rounding to nearest keeps each element within scale / 2: below 2^-16 of the block's max. */
+ * the block's xq). Rounding to nearest keeps each element within scale / 2: below 2^-16 of the block's max.
+ * The AVX2 path gives the same bits as the plain one (same products, round-to-nearest-even, same clamp). */
 static void quantize_rows_i16(const float *x, int64_t M, int64_t K, int16_t *xq, float *sx, float *sxq) {
     for (int64_t i = 0; i < M * K / QK; i++) {
         const float *b = x + i * QK;
+#ifdef LLMKIT_AVX2
+        __m256 v[4], top = _mm256_setzero_ps();
+        for (int j = 0; j < 4; j++) {
+            v[j] = _mm256_loadu_ps(b + 8 * j);
+            top = _mm256_max_ps(top, _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v[j]));
+        }
+        __m128 t = _mm_max_ps(_mm256_castps256_ps128(top), _mm256_extractf128_ps(top, 1));
+        t = _mm_max_ps(t, _mm_movehl_ps(t, t));
+        const float amax = _mm_cvtss_f32(_mm_max_ss(t, _mm_movehdup_ps(t)));
+        const float s = amax / 32767.0f, inv = amax > 0.0f ? 32767.0f / amax : 0.0f;
+        __m256i q[4], sum = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) { /* clamp, then round: the same integers as rounding, then clamping */
+            const __m256 y = _mm256_mul_ps(v[j], _mm256_set1_ps(inv));
+            q[j] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(y, _mm256_set1_ps(-32767.0f)), _mm256_set1_ps(32767.0f)));
+            sum = _mm256_add_epi32(sum, q[j]);
+        }
+        /* packs works per 128-bit lane: the permute puts the four groups of four back in order */
+        _mm256_storeu_si256((__m256i *)(xq + i * QK), _mm256_permute4x64_epi64(_mm256_packs_epi32(q[0], q[1]), 0xD8));
+        _mm256_storeu_si256((__m256i *)(xq + i * QK + 16), _mm256_permute4x64_epi64(_mm256_packs_epi32(q[2], q[3]), 0xD8));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+        const int32_t total = _mm_cvtsi128_si32(s4);
+#else
         float amax = 0.0f;
         for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(b[j]));
-        float s = amax / 32767.0f, inv = amax > 0.0f ? 32767.0f / amax : 0.0f;
-        int32_t sum = 0;
+        const float s = amax / 32767.0f, inv = amax > 0.0f ? 32767.0f / amax : 0.0f;
+        int32_t total = 0;
         for (int j = 0; j < QK; j++) {
             int32_t q = (int32_t)lrintf(b[j] * inv);
             q = q > 32767 ? 32767 : (q < -32767 ? -32767 : q);
             xq[i * QK + j] = (int16_t)q;
-            sum += q;
+            total += q;
         }
+#endif
         sx[i] = s;
-        sxq[i] = s * (float)sum;
+        sxq[i] = s * (float)total;
     }
 }
 
-static void dot4_q8_0(const block_q8_0 *const w[ROWS], const int16_t *xq, const float *sx, const float *sxq,
-                      int64_t nb, float out[ROWS]) {
-    (void)sxq;
+/* Dot products of a tile of ROWS weight rows with MRQ activation rows (xq rows K apart): each weight block is
+ * unpacked once and feeds every activation row. Per (activation, weight) row pair the operations and their
+ * order do not depend on mrq, so one row alone and the same row among others give the same bits. */
+#define QMR 2
 #ifdef LLMKIT_AVX2
-    __m256 a[ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + b * QK));
-        __m256i x1 = _mm256_loadu_si256((const __m256i *)(xq + b * QK + 16));
+static inline __m256 block_dot(__m256i w0, __m256i w1, const int16_t *xq) { /* 32 int16 products, summed in pairs */
+    const __m256i x0 = _mm256_loadu_si256((const __m256i *)xq), x1 = _mm256_loadu_si256((const __m256i *)(xq + 16));
+    return _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1)));
+}
+#endif
+
+static inline __attribute__((always_inline)) void dot_q8_0(const block_q8_0 *const w[ROWS], const int16_t *xq,
+                                                           const float *sx, int64_t nb, int64_t K, const int mrq,
+                                                           float out[][ROWS]) {
+#ifdef LLMKIT_AVX2
+    __m256 a[QMR][ROWS];
+    for (int m = 0; m < mrq; m++)
+        for (int r = 0; r < ROWS; r++) a[m][r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++)
         for (int r = 0; r < ROWS; r++) {
             const block_q8_0 *blk = w[r] + b;
-            __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)blk->qs));
-            __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk->qs + 16)));
-            __m256i p = _mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1));
-            a[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_to_f32(blk->d) * sx[b]), a[r]);
+            const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)blk->qs));
+            const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk->qs + 16)));
+            const float d = f16_to_f32(blk->d);
+            for (int m = 0; m < mrq; m++)
+                a[m][r] = _mm256_fmadd_ps(block_dot(w0, w1, xq + m * K + b * QK), _mm256_set1_ps(d * sx[m * nb + b]),
+                                          a[m][r]);
         }
-    }
-    for (int r = 0; r < ROWS; r++) out[r] = hsum(a[r]);
+    for (int m = 0; m < mrq; m++)
+        for (int r = 0; r < ROWS; r++) out[m][r] = hsum(a[m][r]);
 #else
-    for (int r = 0; r < ROWS; r++) {
-        float acc = 0.0f;
-        for (int64_t b = 0; b < nb; b++) {
-            int32_t s = 0;
-            for (int j = 0; j < QK; j++) s += (int32_t)w[r][b].qs[j] * xq[b * QK + j];
-            acc += (float)s * (f16_to_f32(w[r][b].d) * sx[b]);
+    for (int m = 0; m < mrq; m++)
+        for (int r = 0; r < ROWS; r++) {
+            float acc = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                int32_t s = 0;
+                for (int j = 0; j < QK; j++) s += (int32_t)w[r][b].qs[j] * xq[m * K + b * QK + j];
+                acc += (float)s * (f16_to_f32(w[r][b].d) * sx[m * nb + b]);
+            }
+            out[m][r] = acc;
         }
-        out[r] = acc;
-    }
 #endif
 }
 
-static void dot4_q4_1(const block_q4_1 *const w[ROWS], const int16_t *xq, const float *sx, const float *sxq,
-                      int64_t nb, float out[ROWS]) {
-    float bias[ROWS] = {0.0f, 0.0f, 0.0f, 0.0f};
+static inline __attribute__((always_inline)) void dot_q4_1(const block_q4_1 *const w[ROWS], const int16_t *xq,
+                                                           const float *sx, const float *sxq, int64_t nb, int64_t K,
+                                                           const int mrq, float out[][ROWS]) {
+    float bias[QMR][ROWS] = {{0.0f}};
 #ifdef LLMKIT_AVX2
     const __m128i low4 = _mm_set1_epi8(0x0f);
-    __m256 a[ROWS] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + b * QK));
-        __m256i x1 = _mm256_loadu_si256((const __m256i *)(xq + b * QK + 16));
+    __m256 a[QMR][ROWS];
+    for (int m = 0; m < mrq; m++)
+        for (int r = 0; r < ROWS; r++) a[m][r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++)
         for (int r = 0; r < ROWS; r++) {
             const block_q4_1 *blk = w[r] + b;
-            __m128i raw = _mm_loadu_si128((const __m128i *)blk->qs);
-            __m256i lo = _mm256_cvtepu8_epi16(_mm_and_si128(raw, low4));                  /* weights 0-15 */
-            __m256i hi = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), low4)); /* weights 16-31 */
-            __m256i p = _mm256_add_epi32(_mm256_madd_epi16(lo, x0), _mm256_madd_epi16(hi, x1));
-            a[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_to_f32(blk->d) * sx[b]), a[r]);
-            bias[r] += f16_to_f32(blk->m) * sxq[b];
+            const __m128i raw = _mm_loadu_si128((const __m128i *)blk->qs);
+            const __m256i w0 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, low4));                  /* weights 0-15 */
+            const __m256i w1 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), low4)); /* 16-31 */
+            const float d = f16_to_f32(blk->d), mn = f16_to_f32(blk->m);
+            for (int m = 0; m < mrq; m++) {
+                a[m][r] = _mm256_fmadd_ps(block_dot(w0, w1, xq + m * K + b * QK), _mm256_set1_ps(d * sx[m * nb + b]),
+                                          a[m][r]);
+                bias[m][r] += mn * sxq[m * nb + b];
+            }
         }
-    }
-    for (int r = 0; r < ROWS; r++) out[r] = hsum(a[r]) + bias[r];
+    for (int m = 0; m < mrq; m++)
+        for (int r = 0; r < ROWS; r++) out[m][r] = hsum(a[m][r]) + bias[m][r];
 #else
-    for (int r = 0; r < ROWS; r++) {
-        float acc = 0.0f;
-        for (int64_t b = 0; b < nb; b++) {
-            const block_q4_1 *blk = w[r] + b;
-            int32_t s = 0;
-            for (int j = 0; j < QK / 2; j++)
-                s += (blk->qs[j] & 15) * xq[b * QK + j] + (blk->qs[j] >> 4) * xq[b * QK + j + 16];
-            acc += (float)s * (f16_to_f32(blk->d) * sx[b]);
-            bias[r] += f16_to_f32(blk->m) * sxq[b];
+    for (int m = 0; m < mrq; m++)
+        for (int r = 0; r < ROWS; r++) {
+            float acc = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                const block_q4_1 *blk = w[r] + b;
+                const int16_t *x = xq + m * K + b * QK;
+                int32_t s = 0;
+                for (int j = 0; j < QK / 2; j++) s += (blk->qs[j] & 15) * x[j] + (blk->qs[j] >> 4) * x[j + 16];
+                acc += (float)s * (f16_to_f32(blk->d) * sx[m * nb + b]);
+                bias[m][r] += f16_to_f32(blk->m) * sxq[m * nb + b];
+            }
+            out[m][r] = acc + bias[m][r];
         }
-        out[r] = acc + bias[r];
-    }
 #endif
 }
 
-/* Many activation rows are taken in chunks so a chunk's int16 copy stays in L2 while the weights stream. */
-#define M_CHUNK 64
+/* ---- products: y [M, N] (+)= x [M, K] W^T, in tiles of ROWS output rows ------------------------------------
+ * One pool run computes one product or several against the same x (q, k and v; gate and up): fewer barriers,
+ * and the quantized formats share one int16 copy of x. */
+
+#define M_CHUNK 64 /* activation rows per int16 copy, so a chunk's copy stays in L2 while the weights stream */
 
 typedef struct {
+    int64_t fmt, N, K;         /* W [N, K] held as fmt */
     const void *W;
-    const int16_t *xq;
+    const float *x;            /* x [M, K] */
+    const int16_t *xq;         /* rows m0 .. m0 + mc of x as int16 blocks, with sx, sxq (quantized formats) */
     const float *sx, *sxq;
-    float *y;
-    int64_t M, N, K, m0;
+    float *y;                  /* y [M, N] */
+    int64_t m0, mc;            /* the activation rows of this run */
     int accumulate;
-} qmatvec_args;
+} product_t;
 
-#define QUANTIZED_TASK(NAME, BLOCK, DOT)                                                                        \
-    static void NAME(void *ctx, int ith, int nth) {                                                           \
-        const qmatvec_args *a = ctx;                                                                           \
-        const int64_t nb = a->K / QK;                                                                          \
-        int64_t lo, hi;                                                                                        \
-        split_rows(a->N, ith, nth, &lo, &hi);                                                                  \
-        for (int64_t n0 = lo; n0 < hi; n0 += ROWS) {                                                           \
-            const BLOCK *w[ROWS];                                                                              \
-            for (int r = 0; r < ROWS; r++) w[r] = (const BLOCK *)a->W + (n0 + r < a->N ? n0 + r : a->N - 1) * nb; \
-            for (int64_t m = 0; m < a->M; m++) {                                                               \
-                float v[ROWS];                                                                                 \
-                DOT(w, a->xq + m * a->K, a->sx + m * nb, a->sxq + m * nb, nb, v);                             \
-                store(a->y + (a->m0 + m) * a->N, n0, hi, v, a->accumulate);                                    \
-            }                                                                                                  \
+/* Rows n0 .. n0 + ROWS - 1 (those below N) of one product, for its rows m0 .. m0 + mc - 1 of x. */
+static void tile_f32(const product_t *p, int64_t n0) {
+    const float *w[ROWS];
+    for (int r = 0; r < ROWS; r++) w[r] = (const float *)p->W + (n0 + r < p->N ? n0 + r : p->N - 1) * p->K;
+    const float *x = p->x + p->m0 * p->K;
+    float *y = p->y + p->m0 * p->N;
+    int64_t m = 0;
+    for (; m + MR <= p->mc; m += MR) { /* MR rows of x per pass over the weight tile */
+        float v[MR][ROWS];
+        dot4xMR_f32(w, x + m * p->K, p->K, m == 0 && n0 + (PREFETCH_TILES + 1) * ROWS <= p->N, v);
+        for (int i = 0; i < MR; i++) store(y + (m + i) * p->N, n0, p->N, v[i], p->accumulate);
+    }
+    for (; m < p->mc; m++) {
+        float v[ROWS];
+        dot4_f32(w, x + m * p->K, p->K, v);
+        store(y + m * p->N, n0, p->N, v, p->accumulate);
+    }
+}
+
+static void tile_bf16(const product_t *p, int64_t n0) {
+    const uint16_t *w[ROWS];
+    for (int r = 0; r < ROWS; r++) w[r] = (const uint16_t *)p->W + (n0 + r < p->N ? n0 + r : p->N - 1) * p->K;
+    for (int64_t m = 0; m < p->mc; m++) {
+        float v[ROWS];
+        dot4_bf16(w, p->x + (p->m0 + m) * p->K, p->K, v);
+        store(p->y + (p->m0 + m) * p->N, n0, p->N, v, p->accumulate);
+    }
+}
+
+/* NAME: the tile function of one quantized format; DOT(w, xq, sx, sxq, nb, K, mrq, out) its dot kernel */
+#define QUANTIZED_TILE(NAME, BLOCK, DOT)                                                                        \
+    static void NAME(const product_t *p, int64_t n0) {                                                         \
+        const int64_t nb = p->K / QK;                                                                          \
+        const BLOCK *w[ROWS];                                                                                  \
+        for (int r = 0; r < ROWS; r++) w[r] = (const BLOCK *)p->W + (n0 + r < p->N ? n0 + r : p->N - 1) * nb;   \
+        float *y = p->y + p->m0 * p->N;                                                                        \
+        int64_t m = 0;                                                                                         \
+        for (; m + QMR <= p->mc; m += QMR) {                                                                   \
+            float v[QMR][ROWS];                                                                                \
+            DOT(w, p->xq + m * p->K, p->sx + m * nb, p->sxq + m * nb, nb, p->K, QMR, v);                       \
+            for (int i = 0; i < QMR; i++) store(y + (m + i) * p->N, n0, p->N, v[i], p->accumulate);            \
+        }                                                                                                      \
+        for (; m < p->mc; m++) {                                                                               \
+            float v[1][ROWS];                                                                                  \
+            DOT(w, p->xq + m * p->K, p->sx + m * nb, p->sxq + m * nb, nb, p->K, 1, v);                         \
+            store(y + m * p->N, n0, p->N, v[0], p->accumulate);                                                \
         }                                                                                                      \
     }
 
-QUANTIZED_TASK(task_q8_0, block_q8_0, dot4_q8_0)
-QUANTIZED_TASK(task_q4_1, block_q4_1, dot4_q4_1)
+#define DOT_Q8_0(w, xq, sx, sxq, nb, K, mrq, out) dot_q8_0(w, xq, sx, nb, K, mrq, out)
+QUANTIZED_TILE(tile_q8_0, block_q8_0, DOT_Q8_0)
+QUANTIZED_TILE(tile_q4_1, block_q4_1, dot_q4_1)
 
-static int quantized_matvec(task_fn task, const void *W, const float *x, float *y, int64_t M, int64_t N, int64_t K,
-                            int accumulate) {
-    if (K % QK) return -1;
-    const int64_t nb = K / QK, chunk = M < M_CHUNK ? M : M_CHUNK;
-    int16_t *xq = malloc(chunk * K * sizeof(int16_t));
-    float *sx = malloc(chunk * nb * sizeof(float)), *sxq = malloc(chunk * nb * sizeof(float));
-    if (!xq || !sx || !sxq) { free(xq); free(sx); free(sxq); return -2; }
+enum { FMT_F32 = 0, FMT_BF16 = 1, FMT_Q8_0 = 2, FMT_Q4_1 = 3 };
+
+typedef struct {
+    const product_t *ps;
+    int count;
+} products_t;
+
+/* The tiles of all the products, numbered one after another, split evenly among the threads. */
+static void task_products(void *ctx, int ith, int nth) {
+    const products_t *g = ctx;
+    int64_t total = 0;
+    for (int i = 0; i < g->count; i++) total += (g->ps[i].N + ROWS - 1) / ROWS;
+    const int64_t per = total / nth, extra = total % nth;
+    int64_t t = ith * per + (ith < extra ? ith : extra);
+    const int64_t end = t + per + (ith < extra);
+    int64_t base = 0;
+    for (int i = 0; i < g->count && t < end; i++) {
+        const product_t *p = g->ps + i;
+        const int64_t tiles = (p->N + ROWS - 1) / ROWS;
+        for (; t < end && t < base + tiles; t++) {
+            const int64_t n0 = (t - base) * ROWS;
+            if (p->fmt == FMT_F32) tile_f32(p, n0);
+            else if (p->fmt == FMT_BF16) tile_bf16(p, n0);
+            else if (p->fmt == FMT_Q8_0) tile_q8_0(p, n0);
+            else tile_q4_1(p, n0);
+        }
+        base += tiles;
+    }
+}
+
+/* Every ps[i] (fmt, N, K, W, y, accumulate set; all with the same K) against x [M, K], in one pool run per
+ * chunk of M_CHUNK rows. 0, or -1 (a quantized format and K not a multiple of 32), -2 (out of memory),
+ * -3 (an unknown format). */
+static int run_products(product_t *ps, int count, const float *x, int64_t M) {
+    const int64_t K = ps[0].K, nb = K / QK;
+    int quantized = 0;
+    for (int i = 0; i < count; i++) {
+        if (ps[i].fmt < FMT_F32 || ps[i].fmt > FMT_Q4_1) return -3;
+        quantized |= ps[i].fmt >= FMT_Q8_0;
+    }
+    if (quantized && K % QK) return -1;
+    const int64_t chunk = !quantized ? M : (M < M_CHUNK ? M : M_CHUNK);
+    int16_t *xq = NULL;
+    float *sx = NULL, *sxq = NULL;
+    if (quantized) {
+        xq = malloc(chunk * K * sizeof(int16_t));
+        sx = malloc(chunk * nb * sizeof(float));
+        sxq = malloc(chunk * nb * sizeof(float));
+        if (!xq || !sx || !sxq) { free(xq); free(sx); free(sxq); return -2; }
+    }
     for (int64_t m0 = 0; m0 < M; m0 += chunk) {
         const int64_t mc = M - m0 < chunk ? M - m0 : chunk;
-        quantize_rows_i16(x + m0 * K, mc, K, xq, sx, sxq);
-        qmatvec_args a = {W, xq, sx, sxq, y, mc, N, K, m0, accumulate};
-        pool_run(task, &a);
+        if (quantized) quantize_rows_i16(x + m0 * K, mc, K, xq, sx, sxq);
+        for (int i = 0; i < count; i++) {
+            ps[i].x = x, ps[i].xq = xq, ps[i].sx = sx, ps[i].sxq = sxq;
+            ps[i].m0 = m0, ps[i].mc = mc;
+        }
+        products_t g = {ps, count};
+        pool_run(task_products, &g);
     }
     free(xq); free(sx); free(sxq);
     return 0;
 }
 
+static int matvec(int64_t fmt, const void *W, const float *x, float *y, int64_t M, int64_t N, int64_t K, int accumulate) {
+    product_t p = {.fmt = fmt, .N = N, .K = K, .W = W, .y = y, .accumulate = accumulate};
+    return run_products(&p, 1, x, M);
+}
+
+int matvec_f32(const void *W, const float *x, float *y, int64_t M, int64_t N, int64_t K, int accumulate) {
+    return matvec(FMT_F32, W, x, y, M, N, K, accumulate);
+}
+
+int matvec_bf16(const void *W, const float *x, float *y, int64_t M, int64_t N, int64_t K, int accumulate) {
+    return matvec(FMT_BF16, W, x, y, M, N, K, accumulate);
+}
+
 int matvec_q8_0(const void *W, const float *x, float *y, int64_t M, int64_t N, int64_t K, int accumulate) {
-    return quantized_matvec(task_q8_0, W, x, y, M, N, K, accumulate);
+    return matvec(FMT_Q8_0, W, x, y, M, N, K, accumulate);
 }
 
 int matvec_q4_1(const void *W, const float *x, float *y, int64_t M, int64_t N, int64_t K, int accumulate) {
-    return quantized_matvec(task_q4_1, W, x, y, M, N, K, accumulate);
+    return matvec(FMT_Q4_1, W, x, y, M, N, K, accumulate);
 }
 
 /* ---- RMSNorm -------------------------------------------------------------------------------------------- */
@@ -646,8 +740,6 @@ void attend_one(const float *q, const float *k, const float *v, float *out, cons
  * llmkit.kernels.DecodePlan fills these structs from a Transformer and a ContiguousKVCache and checks the
  * model qualifies (pre-norm RMSNorm, RoPE, SwiGLU, no MoE, batch 1); tests/kernels/ hold the step to the model. */
 
-enum { FMT_F32 = 0, FMT_BF16 = 1, FMT_Q8_0 = 2, FMT_Q4_1 = 3 };
-
 typedef struct {
     int64_t fmt, n, k;     /* W [n, k] held as fmt */
     const void *w;
@@ -669,18 +761,22 @@ typedef struct {
     proj_t embed, head;                 /* embed: the table [vocab, d_model] in its format */
 } decoder_t;
 
-/* y = x W^T (+ y if accumulate) (+ bias) for M rows */
-static int project(const proj_t *p, const float *x, float *y, int64_t M, int accumulate) {
-    int code = 0;
-    if (p->fmt == FMT_F32) code = matvec_f32(p->w, x, y, M, p->n, p->k, accumulate);
-    else if (p->fmt == FMT_BF16) code = matvec_bf16(p->w, x, y, M, p->n, p->k, accumulate);
-    else if (p->fmt == FMT_Q8_0) code = matvec_q8_0(p->w, x, y, M, p->n, p->k, accumulate);
-    else if (p->fmt == FMT_Q4_1) code = matvec_q4_1(p->w, x, y, M, p->n, p->k, accumulate);
-    else return -3;
-    if (p->bias)
-        for (int64_t r = 0; r < M; r++)
-            for (int64_t i = 0; i < p->n; i++) y[r * p->n + i] += p->bias[i];
+/* ys[i] = x W_i^T (+ ys[i] if accumulate) (+ bias_i) for M rows, every W_i [n_i, k] in one pool run */
+static int project_all(const proj_t *const *ps, float *const *ys, int count, const float *x, int64_t M, int accumulate) {
+    product_t products[4];
+    for (int i = 0; i < count; i++)
+        products[i] = (product_t){.fmt = ps[i]->fmt, .N = ps[i]->n, .K = ps[i]->k, .W = ps[i]->w, .y = ys[i],
+                                  .accumulate = accumulate};
+    const int code = run_products(products, count, x, M);
+    for (int i = 0; i < count && !code; i++)
+        if (ps[i]->bias)
+            for (int64_t r = 0; r < M; r++)
+                for (int64_t j = 0; j < ps[i]->n; j++) ys[i][r * ps[i]->n + j] += ps[i]->bias[j];
     return code;
+}
+
+static int project(const proj_t *p, const float *x, float *y, int64_t M, int accumulate) {
+    return project_all(&p, &y, 1, x, M, accumulate);
 }
 
 /* row r of a table [n, k] held as fmt, as float32 */
@@ -758,7 +854,7 @@ int decode_tokens(const decoder_t *m, const int64_t *tokens, int64_t M, int64_t 
     for (int64_t l = 0; l < m->n_layers && !code; l++) {
         const layer_t *L = m->layers + l;
         rms_norm(x, L->attn_norm, h, M, d, m->eps);
-        code |= project(&L->q, h, q, M, 0) | project(&L->k, h, k, M, 0) | project(&L->v, h, v, M, 0);
+        code |= project_all((const proj_t *[]){&L->q, &L->k, &L->v}, (float *[]){q, k, v}, 3, h, M, 0);
         for (int64_t r = 0; r < M; r++) {
             const int64_t at = pos + r, start = m->window > 0 && at + 1 > m->window ? at + 1 - m->window : 0;
             rope_heads(q + r * nq, m->n_heads, hd, m->d_rot, c + r * half, s + r * half);
@@ -772,7 +868,7 @@ int decode_tokens(const decoder_t *m, const int64_t *tokens, int64_t M, int64_t 
         }
         code |= project(&L->o, att, x, M, 1);
         rms_norm(x, L->ffn_norm, h, M, d, m->eps);
-        code |= project(&L->gate, h, g, M, 0) | project(&L->up, h, u, M, 0);
+        code |= project_all((const proj_t *[]){&L->gate, &L->up}, (float *[]){g, u}, 2, h, M, 0);
         silu_mul(g, u, M * m->d_ff);
         code |= project(&L->down, g, x, M, 1);
     }
