@@ -10,7 +10,8 @@ of dispatch. These kernels do the same arithmetic (tests/kernels/ hold each to i
     silu_mul_(g, u)           g = silu(g) * u, SwiGLU's product, in place
     rope_half_(x, cos, sin)   in place, the half-split rotation of position.apply_rope_half
     attend_one(q, k, v, ...)  one query per head over a KV cache: GQA, key padding, window start
-    decode_step (nn/fast.py)  one token of a LLaMA-family decoder, all of the above composed
+    decode_tokens (nn/fast.py) up to 16 tokens of one sequence of a LLaMA-family decoder, all of the above
+                              composed; decode_batch: one new token for each sequence of a (left-padded) batch
     BPEMerger                 tokenize/bpe.py's merge loop over a hash table of the merges
 
 The C file is compiled on first use with the system compiler (``cc -O3 -march=native``) into
@@ -56,6 +57,7 @@ SIGNATURES = {
     "attend_one": (None, [_ptr] * 5 + [_i64] * 10 + [_f32]),
     "decode_step": (_int, [_ptr, _i64, _i64, _ptr]),
     "decode_tokens": (_int, [_ptr, _ptr, _i64, _i64, _int, _ptr]),
+    "decode_batch": (_int, [_ptr, _ptr, _i64, _i64, _ptr, _ptr, _ptr]),
     "dequantize_rows": (_int, [_i64, _ptr, _i64, _i64, _ptr, _i64, _ptr]),
     "silu_mul_inplace": (None, [_ptr, _ptr, _i64]),
     "llmkit_pool_start": (_int, [_int]),

@@ -287,6 +287,37 @@ static void dot4xMR_f32(const float *const w[ROWS], const float *x, int64_t K, i
             for (int r = 0; r < ROWS; r++) out[m][r] += w[r][k] * x[m * K + k];
 }
 
+/* Two weight rows against 6 activation rows: each weight load feeds 6 FMAs (12 accumulators), half the weight
+ * traffic of dot4xMR_f32 per activation row (measured 10-20% faster for 9-18 rows). ``ahead``: prefetch the
+ * rows at pf0, pf1 meanwhile. */
+#define MR6 6
+static void dot2x6_f32(const float *w0, const float *w1, const float *x, int64_t K, int ahead, const float *pf0,
+                       const float *pf1, float out[MR6][2]) {
+    (void)ahead, (void)pf0, (void)pf1;
+    int64_t k = 0;
+#ifdef LLMKIT_AVX2
+    __m256 a[MR6][2];
+    for (int m = 0; m < MR6; m++) a[m][0] = a[m][1] = _mm256_setzero_ps();
+    for (; k + 8 <= K; k += 8) {
+        const __m256 v0 = _mm256_loadu_ps(w0 + k), v1 = _mm256_loadu_ps(w1 + k);
+        if (ahead && !(k & 15)) {
+            _mm_prefetch((const char *)(pf0 + k), _MM_HINT_T0);
+            _mm_prefetch((const char *)(pf1 + k), _MM_HINT_T0);
+        }
+        for (int m = 0; m < MR6; m++) {
+            const __m256 xv = _mm256_loadu_ps(x + m * K + k);
+            a[m][0] = _mm256_fmadd_ps(v0, xv, a[m][0]);
+            a[m][1] = _mm256_fmadd_ps(v1, xv, a[m][1]);
+        }
+    }
+    for (int m = 0; m < MR6; m++) out[m][0] = hsum(a[m][0]), out[m][1] = hsum(a[m][1]);
+#else
+    for (int m = 0; m < MR6; m++) out[m][0] = out[m][1] = 0.0f;
+#endif
+    for (; k < K; k++)
+        for (int m = 0; m < MR6; m++) out[m][0] += w0[k] * x[m * K + k], out[m][1] += w1[k] * x[m * K + k];
+}
+
 static void dot4_bf16(const uint16_t *const w[ROWS], const float *x, int64_t K, float out[ROWS]) {
     int64_t k = 0;
 #ifdef LLMKIT_AVX2
@@ -459,10 +490,21 @@ static void tile_f32(const product_t *p, int64_t n0) {
     for (int r = 0; r < ROWS; r++) w[r] = (const float *)p->W + (n0 + r < p->N ? n0 + r : p->N - 1) * p->K;
     const float *x = p->x + p->m0 * p->K;
     float *y = p->y + p->m0 * p->N;
+    const int64_t ahead = n0 + (PREFETCH_TILES + 1) * ROWS <= p->N ? PREFETCH_TILES * ROWS * p->K : 0;
     int64_t m = 0;
+    for (; m + MR6 <= p->mc; m += MR6) /* 6 rows of x per pass, the tile as two pairs of weight rows */
+        for (int half = 0; half < ROWS; half += 2) {
+            float v[MR6][2];
+            dot2x6_f32(w[half], w[half + 1], x + m * p->K, p->K, m == 0 && ahead, w[half] + ahead, w[half + 1] + ahead, v);
+            for (int i = 0; i < MR6; i++)
+                for (int r = 0; r < 2 && n0 + half + r < p->N; r++) {
+                    float *out = y + (m + i) * p->N + n0 + half + r;
+                    *out = p->accumulate ? *out + v[i][r] : v[i][r];
+                }
+        }
     for (; m + MR <= p->mc; m += MR) { /* MR rows of x per pass over the weight tile */
         float v[MR][ROWS];
-        dot4xMR_f32(w, x + m * p->K, p->K, m == 0 && n0 + (PREFETCH_TILES + 1) * ROWS <= p->N, v);
+        dot4xMR_f32(w, x + m * p->K, p->K, m == 0 && ahead, v);
         for (int i = 0; i < MR; i++) store(y + (m + i) * p->N, n0, p->N, v[i], p->accumulate);
     }
     for (; m < p->mc; m++) {
@@ -829,20 +871,25 @@ static void silu_mul(float *g, const float *u, int64_t n) {
     for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-/* Decode the M tokens ``tokens`` at positions pos .. pos + M - 1 (pos = tokens already cached), each seeing the
- * cache and the ones before it: logits [M, vocab] (all_logits) or [1, vocab] of the last; 0 on success. */
-int decode_tokens(const decoder_t *m, const int64_t *tokens, int64_t M, int64_t pos, int all_logits, float *logits) {
+/* The step's body for M new rows. One sequence (batched = 0): token r at cache slot slot + r, seeing the cache
+ * and the tokens before it. A batch (batched = 1): row r is sequence r's one new token at slot ``slot`` of its
+ * cache row, seeing that row's slots 0 .. slot except where pad [M, slot + 1] is 0 (left padding). Each row's
+ * RoPE position is positions[r] (a padded row counts its real tokens only, as HF generate does). Logits
+ * [M - first, vocab] of the rows from ``first`` on. */
+static int decode_rows(const decoder_t *m, const int64_t *tokens, int64_t M, int batched, int64_t slot,
+                       const int64_t *positions, const uint8_t *pad, int64_t first, float *logits) {
     const int64_t d = m->d_model, hd = m->d_head, nq = m->n_heads * hd, nkv = m->n_kv * hd, half = m->d_rot / 2;
-    if (M < 1 || pos + M > m->max_len) return -4;
+    const int64_t row_stride = m->n_kv * m->max_len * hd; /* one sequence's K (or V) of one layer */
+    if (M < 1 || slot + (batched ? 1 : M) > m->max_len) return -4;
     for (int64_t r = 0; r < M; r++)
-        if (tokens[r] < 0 || tokens[r] >= m->embed.n) return -4;
+        if (tokens[r] < 0 || tokens[r] >= m->embed.n || positions[r] < 0) return -4;
     float *buf = malloc(M * (3 * d + 2 * nq + 2 * nkv + 2 * m->d_ff + m->d_rot) * sizeof(float));
     if (!buf) return -2;
     float *x = buf, *h = x + M * d, *q = h + M * d, *k = q + M * nq, *v = k + M * nkv, *att = v + M * nkv,
           *g = att + M * nq, *u = g + M * m->d_ff, *c = u + M * m->d_ff, *s = c + M * half;
     for (int64_t r = 0; r < M; r++) {
         for (int64_t i = 0; i < half; i++) { /* as rope_cos_sin: angle in float32, then cos, sin, scaled */
-            const float angle = (float)(pos + r) * m->inv_freq[i];
+            const float angle = (float)positions[r] * m->inv_freq[i];
             c[r * half + i] = cosf(angle) * m->rope_scale;
             s[r * half + i] = sinf(angle) * m->rope_scale;
         }
@@ -856,15 +903,23 @@ int decode_tokens(const decoder_t *m, const int64_t *tokens, int64_t M, int64_t 
         rms_norm(x, L->attn_norm, h, M, d, m->eps);
         code |= project_all((const proj_t *[]){&L->q, &L->k, &L->v}, (float *[]){q, k, v}, 3, h, M, 0);
         for (int64_t r = 0; r < M; r++) {
-            const int64_t at = pos + r, start = m->window > 0 && at + 1 > m->window ? at + 1 - m->window : 0;
+            const int64_t at = batched ? slot : slot + r, off = batched ? r * row_stride : 0;
             rope_heads(q + r * nq, m->n_heads, hd, m->d_rot, c + r * half, s + r * half);
             rope_heads(k + r * nkv, m->n_kv, hd, m->d_rot, c + r * half, s + r * half);
             for (int64_t j = 0; j < m->n_kv; j++) {
-                memcpy(L->k_cache + (j * m->max_len + at) * hd, k + r * nkv + j * hd, hd * sizeof(float));
-                memcpy(L->v_cache + (j * m->max_len + at) * hd, v + r * nkv + j * hd, hd * sizeof(float));
+                memcpy(L->k_cache + off + (j * m->max_len + at) * hd, k + r * nkv + j * hd, hd * sizeof(float));
+                memcpy(L->v_cache + off + (j * m->max_len + at) * hd, v + r * nkv + j * hd, hd * sizeof(float));
             }
-            attend_one(q + r * nq, L->k_cache, L->v_cache, att + r * nq, NULL, 1, m->n_heads, m->n_kv, at + 1, hd,
-                       start, nq, hd, m->n_kv * m->max_len * hd, m->max_len * hd, m->scale);
+            if (!batched) {
+                const int64_t start = m->window > 0 && at + 1 > m->window ? at + 1 - m->window : 0;
+                attend_one(q + r * nq, L->k_cache, L->v_cache, att + r * nq, NULL, 1, m->n_heads, m->n_kv, at + 1, hd,
+                           start, nq, hd, row_stride, m->max_len * hd, m->scale);
+            }
+        }
+        if (batched) { /* every row at once: the threads share the rows' heads */
+            const int64_t start = m->window > 0 && slot + 1 > m->window ? slot + 1 - m->window : 0;
+            attend_one(q, L->k_cache, L->v_cache, att, pad, M, m->n_heads, m->n_kv, slot + 1, hd, start, nq, hd,
+                       row_stride, m->max_len * hd, m->scale);
         }
         code |= project(&L->o, att, x, M, 1);
         rms_norm(x, L->ffn_norm, h, M, d, m->eps);
@@ -873,13 +928,31 @@ int decode_tokens(const decoder_t *m, const int64_t *tokens, int64_t M, int64_t 
         code |= project(&L->down, g, x, M, 1);
     }
     if (!code) {
-        const int64_t first = all_logits ? 0 : M - 1;
         rms_norm(x + first * d, m->final_norm, h, M - first, d, m->eps);
         code = project(&m->head, h, logits, M - first, 0);
     }
     pool_enabled = enabled;
     free(buf);
     return code;
+}
+
+/* Decode the M tokens ``tokens`` of one sequence at positions pos .. pos + M - 1 (pos = tokens already cached),
+ * each seeing the cache and the ones before it: logits [M, vocab] (all_logits) or [1, vocab] of the last. */
+int decode_tokens(const decoder_t *m, const int64_t *tokens, int64_t M, int64_t pos, int all_logits, float *logits) {
+    if (M < 1) return -4;
+    int64_t *positions = malloc(M * sizeof(int64_t));
+    if (!positions) return -2;
+    for (int64_t r = 0; r < M; r++) positions[r] = pos + r;
+    const int code = decode_rows(m, tokens, M, 0, pos, positions, NULL, all_logits ? 0 : M - 1, logits);
+    free(positions);
+    return code;
+}
+
+/* One new token for each of B sequences (cache rows 0 .. B - 1), all at cache slot ``slot``; pad [B, slot + 1]
+ * (1 = a real token, 0 = padding; NULL: none), positions [B] their RoPE positions: logits [B, vocab]. */
+int decode_batch(const decoder_t *m, const int64_t *tokens, int64_t B, int64_t slot, const int64_t *positions,
+                 const uint8_t *pad, float *logits) {
+    return decode_rows(m, tokens, B, 1, slot, positions, pad, 0, logits);
 }
 
 /* One token: decode_tokens with M = 1. */

@@ -1,10 +1,11 @@
-"""Decoding a few tokens of a LLaMA-family decoder in one C call (``decode_tokens`` in llmkit/kernels/cpu.c).
+"""Decoding a few tokens of a LLaMA-family decoder in one C call (``decode_tokens`` / ``decode_batch``, cpu.c).
 
 The module path costs ~40 PyTorch ops and a dozen module calls per layer, each a few microseconds:
 for a small model that is most of a token's time. :class:`DecodePlan` gathers, once per KV cache, the
 pointers the C step needs (weights in their formats, norms, the cache's per-layer K/V) and
 :meth:`Transformer.forward <llmkit.nn.model.Transformer.forward>` hands it batch-1 calls of at most
-MAX_TOKENS new tokens: decoding steps, speculative verifications, short prompts.
+MAX_TOKENS new tokens (decoding steps, speculative verifications, short prompts) and batched steps of one
+new token per sequence (left-padded batches, beams: ``decode_batch_step``).
 
 The step is the same composition as Block.forward (pre-norm RMSNorm, RoPE on q and k, GQA attention over
 the cache, SwiGLU) on the same kernels the modules use; tests/nn/test_fast.py holds its logits to the
@@ -88,6 +89,7 @@ class DecodePlan:
         self.vocab, self.structs, self.layers, self.keep = model.spec.vocab_size, structs, layers, keep
         self.cache = weakref.ref(cache)
         self.storage = tuple(t.data_ptr() for t in cache.contiguous_layout())
+        self.batch = cache.contiguous_layout()[0].shape[1]
         self.modules = list(model.modules())
         self.attentions = [block.attn for block in model.blocks]
 
@@ -117,6 +119,21 @@ class DecodePlan:
         cache.advance(n)
         return logits
 
+    def step_batch(self, tokens: torch.Tensor, positions: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
+        """Logits [B, 1, vocab] of one new token per sequence (``tokens`` [B, 1]) at the cache's next slot, row b
+        at RoPE position positions[b], seeing its cached slots where ``pad`` [B, slot + 1] (uint8) is 1; the
+        cache advances by one."""
+        cache = self.cache()
+        ids = tokens.reshape(-1).to(torch.int64).contiguous()
+        logits = torch.empty(ids.numel(), 1, self.vocab)
+        code = kernels.library().decode_batch(ctypes.byref(self.structs), ids.data_ptr(), ids.numel(), cache.length,
+                                              positions.data_ptr(), None if pad is None else pad.data_ptr(),
+                                              logits.data_ptr())
+        if code:
+            raise kernels.KernelError(f"decode_batch failed (code {code})")
+        cache.advance(1)
+        return logits
+
 
 PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its DecodePlan (of one cache)
 
@@ -129,9 +146,37 @@ def decode_step(model: nn.Module, input_ids: torch.Tensor, cache, last_only: boo
     a speculative verification, a short prompt), or None when it does not apply (the modules run)."""
     if input_ids.dim() != 2 or input_ids.shape[0] != 1 or not 1 <= input_ids.shape[1] <= MAX_TOKENS:
         return None
+    plan = usable_plan(model, input_ids, cache, input_ids.shape[1])
+    if plan is None or plan.batch != 1:
+        return None
+    return plan.step(input_ids, last_only)
+
+
+def decode_batch_step(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      cache) -> torch.Tensor | None:
+    """Logits [B, 1, vocab] of one new token for each row of a batch (``input_ids`` [B, 1]; ``attention_mask``
+    [B, cached + 1], 0 for padding) through the C step, or None when it does not apply (the modules run).
+
+    Positions count each row's real tokens, as the module path's default_positions does (HF generate's rule).
+    """
+    if input_ids.dim() != 2 or input_ids.shape[1] != 1 or attention_mask.dim() != 2:
+        return None
+    length = getattr(cache, "length", 0)
+    if attention_mask.shape != (input_ids.shape[0], length + 1) or not bool(attention_mask[:, -1].all()):
+        return None  # a mask of another shape, or a new token that is itself padding: the modules decide
+    plan = usable_plan(model, input_ids, cache, 1)
+    if plan is None or plan.batch != input_ids.shape[0]:
+        return None
+    mask = attention_mask.to(torch.uint8).contiguous()
+    positions = (mask.sum(-1, dtype=torch.int64) - 1).contiguous()  # [B]
+    return plan.step_batch(input_ids, positions, None if bool(mask.all()) else mask)
+
+
+def usable_plan(model: nn.Module, input_ids: torch.Tensor, cache, new: int) -> DecodePlan | None:
+    """The model's DecodePlan for ``cache`` (made on first use) when the C step may take ``new`` more tokens now."""
     if torch.is_grad_enabled() or input_ids.device.type != "cpu":
         return None
-    if getattr(cache, "length", 0) + input_ids.shape[1] > getattr(cache, "max_len", 0):
+    if getattr(cache, "length", 0) + new > getattr(cache, "max_len", 0):
         return None  # no room: the module path raises CacheFullError
     plan = PLANS.get(model)
     if plan is None or not plan.serves(cache):
@@ -139,9 +184,7 @@ def decode_step(model: nn.Module, input_ids: torch.Tensor, cache, last_only: boo
         if plan is None:
             return None
         PLANS[model] = plan
-    if not plan.usable():
-        return None
-    return plan.step(input_ids, last_only)
+    return plan if plan.usable() else None
 
 
 def plan_for(model: nn.Module, cache) -> DecodePlan | None:
@@ -151,7 +194,7 @@ def plan_for(model: nn.Module, cache) -> DecodePlan | None:
         return None
     k_cache, v_cache = layout()  # [n_layers, batch, n_kv, max_len, d_head] each
     spec = model.spec
-    if k_cache.dtype != torch.float32 or k_cache.shape[1] != 1 or model.activation_dtype != torch.float32:
+    if k_cache.dtype != torch.float32 or model.activation_dtype != torch.float32:
         return None
     keep: list = [model.inv_freq]  # the cache's K/V are not kept: DecodePlan.serves checks them
     layers = (Layer * spec.n_layers)()

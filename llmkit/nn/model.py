@@ -42,7 +42,7 @@ from torch import nn
 from llmkit import kernels
 from llmkit.nn.attention import CrossKVCache, Mask, build_mask
 from llmkit.nn.block import Block
-from llmkit.nn.fast import decode_step
+from llmkit.nn.fast import decode_batch_step, decode_step
 from llmkit.nn.linear import Linear, linear
 from llmkit.nn.norm import build_norm
 from llmkit.nn.position import (
@@ -245,8 +245,9 @@ class Transformer(Stack):
             mask = Mask(padding=attention_mask, dtype=self.activation_dtype)
             positions = positions if positions is not None else torch.arange(t, device=input_ids.device)[None]
             return self.run(self.embed_tokens(input_ids, token_type_ids), positions, mask)  # [batch, seq, d_model]
-        if cache is not None and attention_mask is None and positions is None:
-            logits = decode_step(self, input_ids, cache, last_only)  # batch 1, few tokens: the C step if it applies
+        if cache is not None and positions is None:  # the C step if it applies: batch 1, few tokens; or a
+            logits = (decode_step(self, input_ids, cache, last_only) if attention_mask is None  # batch, one
+                      else decode_batch_step(self, input_ids, attention_mask, cache))  # new token per row
             if logits is not None:
                 return logits
         if positions is None:

@@ -82,8 +82,10 @@ def test_other_caches_take_the_module_path(smollm2, kind):
 
 def test_batches_gradients_and_hooks_take_the_module_path(smollm2):
     model = smollm2["fp32"]
-    cache = ContiguousKVCache(model.spec, 2, 16)
-    assert fast.plan_for(model, cache) is None  # batch 2
+    two = ContiguousKVCache(model.spec, 2, 16)
+    with torch.inference_mode():
+        model(torch.tensor([[1, 2], [3, 4]]), cache=two)
+        assert fast.decode_step(model, torch.tensor([[3]]), two) is None  # a batch: not the one-sequence step
     one = ContiguousKVCache(model.spec, 1, 16)
     with torch.inference_mode():
         model(torch.tensor([[1, 2]]), cache=one)
@@ -93,6 +95,55 @@ def test_batches_gradients_and_hooks_take_the_module_path(smollm2):
     with torch.inference_mode():
         assert fast.decode_step(model, torch.tensor([[3]]), one) is None
     handle.remove()
+
+
+def batched_logits(model, prompts: list[list[int]], steps: int, holes: bool = False, force_modules: bool = False):
+    """Logits [steps, batch, vocab] of greedy decoding a left-padded batch (``holes``: one more padded slot inside
+    row 0, as a mask may have); force_modules: a no-op hook turns the C step off."""
+    longest = max(map(len, prompts))
+    ids = torch.tensor([[0] * (longest - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (longest - len(p)) + [1] * len(p) for p in prompts])
+    if holes:
+        mask[0, -2] = 0
+    handle = model.norm.register_forward_hook(lambda *_: None) if force_modules else None
+    cache, out = ContiguousKVCache(model.spec, len(prompts), longest + steps), []
+    with torch.inference_mode():
+        logits = model(ids, attention_mask=mask, cache=cache)[:, -1]
+        for _ in range(steps):
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+            logits = model(logits.argmax(-1, keepdim=True), attention_mask=mask, cache=cache)[:, -1]
+            out.append(logits)
+    if handle is not None:
+        handle.remove()
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("holes", [False, True])
+def test_the_batched_c_step_equals_the_module_path(tiny_pair, holes):
+    """One new token per row of a left-padded batch in one C call: the module path's logits (positions count
+    each row's real tokens; padded keys are not seen), on a tiny Llama/Qwen2 and a sliding-window model."""
+    torch.manual_seed(0)
+    sliding = Transformer(sliding_spec()).eval()
+    with torch.no_grad():
+        for p in sliding.parameters():
+            p.normal_(0, 0.2) if p.dim() == 2 else p.uniform_(0.5, 1.5)
+    prompts = [[3, 17, 42, 5, 9], [7, 8], [11, 12, 13]]
+    for model in (tiny_pair[1], sliding):
+        c_step = batched_logits(model, prompts, 8, holes)
+        assert fast.PLANS[model].batch == 3  # the batched C step ran
+        modules = batched_logits(model, prompts, 8, holes, force_modules=True)
+        torch.testing.assert_close(c_step, modules, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int4"])
+def test_the_batched_c_step_equals_the_module_path_on_smollm2(smollm2, precision):
+    model = smollm2[precision]
+    prompts = [list(range(200, 240)), list(range(500, 510)), list(range(900, 925))]
+    c_step, modules = batched_logits(model, prompts, 6), batched_logits(model, prompts, 6, force_modules=True)
+    assert fast.PLANS[model].batch == 3
+    assert torch.equal(c_step.argmax(-1), modules.argmax(-1))
+    bound = 1e-5 if precision == "fp32" else 1e-3
+    assert (c_step - modules).abs().max() <= bound * modules.abs().max()
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int4"])
