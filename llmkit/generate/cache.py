@@ -90,8 +90,10 @@ class ContiguousKVCache:
         if max_len <= 0 or batch <= 0:
             raise LlmkitError(f"a KV cache needs positive batch and max_len; got batch={batch}, max_len={max_len}")
         shape = (spec.n_layers, batch, spec.kv_heads, max_len, spec.d_head)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        # Not zeroed: slots are read only once written (0 .. length-1), and untouched pages of a large
+        # allocation take no memory until a token lands there.
+        self.k = torch.empty(shape, dtype=dtype, device=device)
+        self.v = torch.empty(shape, dtype=dtype, device=device)
         self.k_layers, self.v_layers = self.k.unbind(0), self.v.unbind(0)  # per-layer views, made once
         self.max_len, self.length = max_len, 0
 

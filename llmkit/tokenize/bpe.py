@@ -97,15 +97,20 @@ class ByteLevelBPE:
 
     def __init__(self, tokens: list[str], merges: Iterable[tuple[str, str]], ignore_merges: bool = False):
         self.tokens = tokens
-        self.vocab = {t: i for i, t in enumerate(tokens)}
-        self.table = merge_table(self.vocab, merges)  # the merges as ids; the strings are not kept
+        vocab = {t: i for i, t in enumerate(tokens)}  # kept only if asked for again (``vocab``): ~3 MB for 49k
+        self.table = merge_table(vocab, merges)  # the merges as ids; the strings are not kept
         self.merged = self.table.merged
         self.ignore_merges = ignore_merges  # a piece that is a whole token skips the merges (LLaMA-3)
         spelling = bytes_to_unicode()
-        self.byte_ids = [self.vocab.get(spelling[b], -1) for b in range(256)]
+        self.byte_ids = [vocab.get(spelling[b], -1) for b in range(256)]
         self.token_bytes = [token_bytes(t) for t in tokens]
         self.cache = PieceCache(self.encode_piece)
         self.merger = kernels.bpe_merger(self.table)  # bpe_merge in C (None without the kernels)
+
+    @cached_property
+    def vocab(self) -> dict[str, int]:
+        """Token -> id (built on first use: encoding needs only the merge table and the byte ids)."""
+        return {t: i for i, t in enumerate(self.tokens)}
 
     @property
     def merges(self) -> list[tuple[str, str]]:
