@@ -714,49 +714,95 @@ static float dot(const float *a, const float *b, int64_t n) {
     return s;
 }
 
+#ifdef LLMKIT_AVX2
+/* The 8 horizontal sums of a[0..7], as one vector [sum a[0], ..., sum a[7]] (3 levels of hadd, one add). */
+static inline __m256 hsum8(const __m256 a[8]) {
+    const __m256 h0123 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    const __m256 h4567 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20), _mm256_permute2f128_ps(h0123, h4567, 0x31));
+}
+#endif
+
+/* One query row: out [D] = softmax(q K[j]^T * scale over start <= j < L, mask[j] != 0) V; p: L + 8 floats of
+ * scratch. Scores of 8 keys at a time (each q load feeds 8 FMAs, one transposing reduction for the 8 sums);
+ * the weighted sum of V in registers, 64 columns at a time. All keys hidden: zeros (callers never ask). */
+static void attend_row(const float *qv, const float *kk, const float *vv, const uint8_t *mask, int64_t start,
+                       int64_t L, int64_t D, float scale, float *p, float *o) {
+    int64_t j = start;
+#ifdef LLMKIT_AVX2
+    if (D % 8 == 0)
+        for (; j + 8 <= L; j += 8) {
+            __m256 acc[8];
+            for (int t = 0; t < 8; t++) acc[t] = _mm256_setzero_ps();
+            for (int64_t d = 0; d < D; d += 8) {
+                const __m256 qd = _mm256_loadu_ps(qv + d);
+                for (int t = 0; t < 8; t++) acc[t] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kk + (j + t) * D + d), acc[t]);
+            }
+            _mm256_storeu_ps(p + j, _mm256_mul_ps(hsum8(acc), _mm256_set1_ps(scale)));
+        }
+#endif
+    for (; j < L; j++) p[j] = dot(qv, kk + j * D, D) * scale;
+    float top = -INFINITY, denom = 0.0f;
+    j = start;
+    if (mask)
+        for (; j < L; j++) p[j] = mask[j] ? p[j] : -INFINITY;
+    j = start;
+#ifdef LLMKIT_AVX2
+    __m256 top8 = _mm256_set1_ps(-INFINITY);
+    for (; j + 8 <= L; j += 8) top8 = _mm256_max_ps(top8, _mm256_loadu_ps(p + j));
+    __m128 t4 = _mm_max_ps(_mm256_castps256_ps128(top8), _mm256_extractf128_ps(top8, 1));
+    t4 = _mm_max_ps(t4, _mm_movehl_ps(t4, t4));
+    top = _mm_cvtss_f32(_mm_max_ss(t4, _mm_movehdup_ps(t4)));
+#endif
+    for (; j < L; j++) top = p[j] > top ? p[j] : top;
+    for (int64_t i = 0; i < D; i++) o[i] = 0.0f;
+    if (top == -INFINITY) return;
+    j = start;
+#ifdef LLMKIT_AVX2
+    __m256 sum = _mm256_setzero_ps();
+    for (; j + 8 <= L; j += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j), _mm256_set1_ps(top)));
+        _mm256_storeu_ps(p + j, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    denom = hsum(sum);
+#endif
+    for (; j < L; j++) {
+        p[j] = expf(p[j] - top);
+        denom += p[j];
+    }
+    const float inv = 1.0f / denom;
+    int64_t c0 = 0;
+#ifdef LLMKIT_AVX2
+    for (; c0 + 64 <= D; c0 += 64) { /* 64 columns: 8 accumulators held in registers across the keys */
+        __m256 acc[8];
+        for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();
+        for (j = start; j < L; j++) {
+            if (p[j] == 0.0f) continue;
+            const __m256 e = _mm256_set1_ps(p[j]);
+            const float *vj = vv + j * D + c0;
+            for (int i = 0; i < 8; i++) acc[i] = _mm256_fmadd_ps(e, _mm256_loadu_ps(vj + 8 * i), acc[i]);
+        }
+        for (int i = 0; i < 8; i++) _mm256_storeu_ps(o + c0 + 8 * i, _mm256_mul_ps(acc[i], _mm256_set1_ps(inv)));
+    }
+#endif
+    if (c0 < D) {
+        for (j = start; j < L; j++)
+            if (p[j] != 0.0f)
+                for (int64_t i = c0; i < D; i++) o[i] += p[j] * vv[j * D + i];
+        for (int64_t i = c0; i < D; i++) o[i] *= inv;
+    }
+}
+
 static void task_attend(void *ctx, int ith, int nth) {
     const attend_args *a = ctx;
-    const int64_t pairs = a->B * a->H, group = a->H / a->KV, L = a->L, D = a->D, start = a->start;
-    float *p = malloc((L + 8) * sizeof(float));
+    const int64_t pairs = a->B * a->H, group = a->H / a->KV;
+    float *p = malloc((a->L + 8) * sizeof(float));
     for (int64_t bh = ith; bh < pairs; bh += nth) {
         const int64_t b = bh / a->H, h = bh % a->H;
-        const float *qv = a->q + b * a->qb + h * a->qh;
-        const float *kk = a->k + b * a->kb + (h / group) * a->kh, *vv = a->v + b * a->kb + (h / group) * a->kh;
-        const uint8_t *mask = a->pad ? a->pad + b * L : NULL;
-        float *o = a->out + bh * D, top = -INFINITY, denom = 0.0f;
-        for (int64_t j = start; j < L; j++) {
-            p[j] = (mask && !mask[j]) ? -INFINITY : dot(qv, kk + j * D, D) * a->scale;
-            top = fmaxf(top, p[j]);
-        }
-        for (int64_t i = 0; i < D; i++) o[i] = 0.0f;
-        if (top == -INFINITY) continue; /* nothing visible: zeros (callers never ask for this) */
-        int64_t j = start;
-#ifdef LLMKIT_AVX2
-        __m256 sum = _mm256_setzero_ps();
-        for (; j + 8 <= L; j += 8) {
-            __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j), _mm256_set1_ps(top)));
-            _mm256_storeu_ps(p + j, e);
-            sum = _mm256_add_ps(sum, e);
-        }
-        denom = hsum(sum);
-#endif
-        for (; j < L; j++) {
-            p[j] = expf(p[j] - top);
-            denom += p[j];
-        }
-        for (j = start; j < L; j++) {
-            const float e = p[j], *vj = vv + j * D;
-            if (e == 0.0f) continue;
-            int64_t i = 0;
-#ifdef LLMKIT_AVX2
-            const __m256 ev = _mm256_set1_ps(e);
-            for (; i + 8 <= D; i += 8)
-                _mm256_storeu_ps(o + i, _mm256_fmadd_ps(ev, _mm256_loadu_ps(vj + i), _mm256_loadu_ps(o + i)));
-#endif
-            for (; i < D; i++) o[i] += e * vj[i];
-        }
-        const float inv = 1.0f / denom;
-        for (int64_t i = 0; i < D; i++) o[i] *= inv;
+        attend_row(a->q + b * a->qb + h * a->qh, a->k + b * a->kb + (h / group) * a->kh,
+                   a->v + b * a->kb + (h / group) * a->kh, a->pad ? a->pad + b * a->L : NULL, a->start, a->L, a->D,
+                   a->scale, p, a->out + bh * a->D);
     }
     free(p);
 }

@@ -110,9 +110,10 @@ def test_rope_half_in_place_equals_apply_rope_half(batch_cos, d_rot):
     torch.testing.assert_close(x, expected, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("n_heads, n_kv", [(9, 3), (4, 4), (8, 1)])  # GQA, MHA, MQA
-def test_attend_one_equals_the_reference_on_a_cache_view(n_heads, n_kv):
-    b, d, max_len, length = 2, 64, 40, 23
+@pytest.mark.parametrize("n_heads, n_kv, d", [(9, 3, 64), (4, 4, 80), (8, 1, 12), (2, 1, 128)])  # GQA, MHA, MQA
+def test_attend_one_equals_the_reference_on_a_cache_view(n_heads, n_kv, d):
+    """d of 64 and 128: scores 8 keys at a time and the weighted sum in registers; 80 and 12: the tails."""
+    b, max_len, length = 2, 40, 23
     cache_k = torch.randn(b, n_kv, max_len, d, generator=gen(0))  # a preallocated cache, partly filled
     cache_v = torch.randn(b, n_kv, max_len, d, generator=gen(1))
     k, v = cache_k[:, :, :length], cache_v[:, :, :length]
