@@ -45,11 +45,14 @@ class LoadedModel:
     path: Path
 
 
-def build_model(spec: ModelSpec, state_dict: dict[str, Any], precision: Precision = "fp32") -> torch.nn.Module:
+def build_model(spec: ModelSpec, state_dict: dict[str, Any], precision: Precision = "fp32", *,
+                consume: bool = False) -> torch.nn.Module:
     """A Transformer(spec) in eval mode holding ``state_dict``, at ``precision`` (built on meta: no random init).
 
     Entries of ``state_dict`` may be io.gguf.PackedTensor (a GGUF matrix kept as stored): those become
-    packed layers directly, never a float copy (quant.linear.quantize_linears).
+    packed layers directly, never a float copy (quant.linear.quantize_linears). ``consume``: the entries are
+    removed from ``state_dict`` as the model takes them, so a float32 weight is freed as soon as its reduced
+    copy exists (the loaders' way: SmolLM2 bf16 peaked at float32 + bf16, ~1020 MB, before).
     """
     import torch
 
@@ -63,8 +66,9 @@ def build_model(spec: ModelSpec, state_dict: dict[str, Any], precision: Precisio
         raise LlmkitError("packed GGUF tensors need a quantized precision (int8, int4); fp32 takes float weights")
     with torch.device("meta"):
         model = Transformer(spec)
-    dense = {k: v.float() for k, v in state_dict.items() if k not in packed}
+    dense = {k: (state_dict.pop(k) if consume else state_dict[k]).float() for k in list(state_dict) if k not in packed}
     missing, unexpected = model.load_state_dict(dense, strict=False, assign=True)
+    del dense  # the model's parameters are the only references now (with ``consume``)
     if unexpected or set(missing) - set(packed):
         raise LlmkitError(f"the weights do not fit {spec.name!r}: missing {sorted(set(missing) - set(packed))[:5]}, "
                           f"unexpected {sorted(unexpected)[:5]}")
@@ -147,7 +151,7 @@ def load_gguf(path: Path, precision: Precision) -> LoadedModel:
 
     gguf = open_gguf(path)
     spec = gguf.spec()
-    model = build_model(spec, llama_state_dict(gguf, keep=kept_ggml_types(precision)), precision)
+    model = build_model(spec, llama_state_dict(gguf, keep=kept_ggml_types(precision)), precision, consume=True)
     template = chat.from_gguf_metadata(gguf.metadata) if gguf.metadata.get("tokenizer.chat_template") else None
     return LoadedModel(model, spec, from_gguf_metadata(gguf.metadata), template, path)
 
@@ -160,7 +164,7 @@ def load_hf_directory(path: Path, precision: Precision) -> LoadedModel:
     spec, state = read_hf_checkpoint(path)
     files = [f for f in (path / "tokenizer.json", path / "vocab.txt") if f.exists()]
     tokenizer = load_tokenizer(files[0]) if files else None
-    return LoadedModel(build_model(spec, state, precision), spec, tokenizer, hf_chat_template(path), path)
+    return LoadedModel(build_model(spec, state, precision, consume=True), spec, tokenizer, hf_chat_template(path), path)
 
 
 def hf_chat_template(path: Path) -> Any | None:

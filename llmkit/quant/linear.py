@@ -127,11 +127,15 @@ def quantize_linears(model: nn.Module, kind: QuantKind, packed: dict | None = No
         raise ValueError(f"kind must be one of {', '.join(PRECISION_FORMATS)}; got {kind!r}")
     packed = packed or {}
     blocks_fmt, head_fmt = PRECISION_FORMATS[kind]
-    for prefix, parent in list(model.blocks.named_modules(prefix="blocks")):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, nn.Linear):
-                source = packed.get(f"{prefix}.{name}.weight", child.weight)
-                setattr(parent, name, packed_linear(source, blocks_fmt, child.bias))
+    # Names only: holding the modules would keep every float weight alive until the last one is converted.
+    targets = [(prefix, name) for prefix, parent in model.blocks.named_modules(prefix="blocks")
+               for name, child in parent.named_children() if isinstance(child, nn.Linear)]
+    for prefix, name in targets:
+        parent = model.get_submodule(prefix)
+        child = getattr(parent, name)
+        source = packed.get(f"{prefix}.{name}.weight", child.weight)
+        setattr(parent, name, packed_linear(source, blocks_fmt, child.bias))
+        del child, source  # this layer's float weight is freed here
     head_name = "embed.weight" if model.lm_head is None else "lm_head.weight"
     set_head(model, packed_linear(packed.get(head_name, head_weight(model)), head_fmt))
     return model
