@@ -4,7 +4,7 @@ The module path costs ~40 PyTorch ops and a dozen module calls per layer, each a
 for a small model that is most of a token's time. :class:`DecodePlan` gathers, once per KV cache, the
 pointers the C step needs (weights in their formats, norms, the cache's per-layer K/V) and
 :meth:`Transformer.forward <llmkit.nn.model.Transformer.forward>` hands it batch-1 calls of at most
-MAX_TOKENS new tokens (decoding steps, speculative verifications, short prompts) and batched steps of one
+max_tokens new tokens (decoding steps, speculative verifications, short prompts) and batched steps of one
 new token per sequence (left-padded batches, beams: ``decode_batch_step``).
 
 The step is the same composition as Block.forward (pre-norm RMSNorm, RoPE on q and k, GQA attention over
@@ -90,6 +90,9 @@ class DecodePlan:
         self.cache = weakref.ref(cache)
         self.storage = tuple(t.data_ptr() for t in cache.contiguous_layout())
         self.batch = cache.contiguous_layout()[0].shape[1]
+        quantized = any(p.fmt >= kernels.FORMATS.index("q8_0") for layer in layers
+                        for p in (layer.q, layer.k, layer.v, layer.o, layer.gate, layer.up, layer.down))
+        self.max_tokens = MAX_TOKENS_QUANTIZED if quantized else MAX_TOKENS
         self.modules = list(model.modules())
         self.attentions = [block.attn for block in model.blocks]
 
@@ -138,16 +141,21 @@ class DecodePlan:
 PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its DecodePlan (of one cache)
 
 
-MAX_TOKENS = 16  # more new tokens than this in one call (a prefill) go through the modules' GEMMs
+# The most new tokens of one sequence one C call takes; a longer prompt goes through the modules' GEMMs.
+# Float weights: PyTorch's GEMM beats the several-row kernels beyond ~16 rows. Quantized weights: the module
+# path first dequantizes every matrix (SmolLM2 int4: ~0.35 s whatever the prompt), so the C step stays
+# ahead up to ~200 tokens (a 37-token chat prompt prefilled at ~79 tok/s through the modules).
+MAX_TOKENS = 16
+MAX_TOKENS_QUANTIZED = 192
 
 
 def decode_step(model: nn.Module, input_ids: torch.Tensor, cache, last_only: bool = False) -> torch.Tensor | None:
-    """Logits [1, M, vocab] of M <= MAX_TOKENS tokens of one sequence through the C step (a decoding step,
+    """Logits [1, M, vocab] of M <= plan.max_tokens tokens of one sequence through the C step (a decoding step,
     a speculative verification, a short prompt), or None when it does not apply (the modules run)."""
-    if input_ids.dim() != 2 or input_ids.shape[0] != 1 or not 1 <= input_ids.shape[1] <= MAX_TOKENS:
+    if input_ids.dim() != 2 or input_ids.shape[0] != 1 or not 1 <= input_ids.shape[1] <= MAX_TOKENS_QUANTIZED:
         return None
     plan = usable_plan(model, input_ids, cache, input_ids.shape[1])
-    if plan is None or plan.batch != 1:
+    if plan is None or plan.batch != 1 or input_ids.shape[1] > plan.max_tokens:
         return None
     return plan.step(input_ids, last_only)
 

@@ -166,3 +166,24 @@ def test_several_tokens_at_once_equal_the_module_path(smollm2, precision):
     bound = 1e-5 if precision == "fp32" else 1e-3
     assert (logits["c"] - logits["modules"]).abs().max() <= bound * logits["modules"].abs().max()
     assert (logits["c-last"] - logits["modules-last"]).abs().max() <= bound * logits["modules-last"].abs().max()
+
+
+def test_a_quantized_model_prefills_prompts_of_up_to_192_tokens_in_c(smollm2):
+    """The module path dequantizes every matrix first: for int4 the C step stays ahead up to ~200 tokens, so it
+    takes prompts up to MAX_TOKENS_QUANTIZED; float32 keeps PyTorch's GEMM beyond MAX_TOKENS."""
+    prompt = torch.tensor([list(range(1000, 1040))])  # 40 tokens
+    logits = {}
+    for path in ("c", "modules"):
+        model, cache = smollm2["int4"], ContiguousKVCache(smollm2["int4"].spec, 1, 64)
+        handle = model.norm.register_forward_hook(lambda *_: None) if path == "modules" else None
+        with torch.inference_mode():
+            logits[path] = model(prompt, cache=cache)[0]
+        if handle is not None:
+            handle.remove()
+        else:
+            assert fast.PLANS[model].cache() is cache and fast.PLANS[model].max_tokens == fast.MAX_TOKENS_QUANTIZED
+    assert (logits["c"] - logits["modules"]).abs().max() <= 1e-3 * logits["modules"].abs().max()
+    fp32 = smollm2["fp32"]
+    with torch.inference_mode():  # 40 > 16 float rows: not the C step's (the modules run)
+        assert fast.decode_step(fp32, prompt, ContiguousKVCache(fp32.spec, 1, 64)) is None
+        assert fast.decode_step(fp32, prompt[:, :16], ContiguousKVCache(fp32.spec, 1, 64)) is not None
