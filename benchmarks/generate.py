@@ -89,7 +89,8 @@ def batch_rows(lm, prompts, new: int, rounds: int, sizes=(1, 4, 16)) -> list[dic
     """Greedy decode throughput at each batch size (different-length prompts, left-padded): rows x new tokens
     over the decoding time (prefill excluded, as generate's tokens_per_second) and over the whole call (prefill
     included); also one sequence through decode_tokens (the one-sequence C step). Decoding time = a call for
-    new + 1 tokens minus a call for 1 (prefill + first token); medians over rounds."""
+    new + 1 tokens minus a call for 1 (prefill + first token); tokens/s are medians over rounds, ratios the
+    medians of each round's ratio."""
     config, first = GenerationConfig(max_new_tokens=new + 1, eos_ids=()), GenerationConfig(max_new_tokens=1, eos_ids=())
     batches = {b: [prompts[i % len(prompts)] for i in range(b)] for b in sizes}
     for batch in batches.values():
@@ -105,15 +106,14 @@ def batch_rows(lm, prompts, new: int, rounds: int, sizes=(1, 4, 16)) -> list[dic
             _, tn = timed(lambda rows=batch: decode_batch(lm.model, rows, config))
             decode.setdefault(b, []).append(b * new / (tn - t1))
             whole.setdefault(b, []).append(b * (new + 1) / tn)
-    med = {key: statistics.median(v) for key, v in decode.items()}
-    med_whole = {key: statistics.median(v) for key, v in whole.items()}
-    rows = [{"batch": b, "tokens_per_second": med[b], "vs_batch_1": med[b] / med[sizes[0]],
-             "vs_single_c_step": med[b] / med["single"], "with_prefill_tokens_per_second": med_whole[b],
-             "with_prefill_vs_batch_1": med_whole[b] / med_whole[sizes[0]]} for b in sizes]
-    rows.append({"batch": "1, decode_tokens (C step)", "tokens_per_second": med["single"],
-                 "vs_batch_1": med["single"] / med[sizes[0]], "vs_single_c_step": 1.0,
-                 "with_prefill_tokens_per_second": med_whole["single"],
-                 "with_prefill_vs_batch_1": med_whole["single"] / med_whole[sizes[0]]})
+    def ratio(runs: dict, key, base) -> float:  # the median of the rounds' ratios: a round sees one speed
+        return statistics.median(a / b for a, b in zip(runs[key], runs[base]))
+
+    rows = [{"batch": key, "tokens_per_second": statistics.median(decode[key]), "vs_batch_1": ratio(decode, key, sizes[0]),
+             "vs_single_c_step": ratio(decode, key, "single"), "per_round": decode[key],
+             "with_prefill_tokens_per_second": statistics.median(whole[key]),
+             "with_prefill_vs_batch_1": ratio(whole, key, sizes[0])} for key in (*sizes, "single")]
+    rows[-1]["batch"] = "1, decode_tokens (C step)"
     return rows
 
 
@@ -149,7 +149,7 @@ def main() -> None:
     result["rounds"] = args.rounds
     result["speculative"] = speculative_rows(lm, prompts[:2], args.new, ks, args.drafts.split(","), args.rounds)
     print(json.dumps(result["speculative"]), flush=True)
-    result["batching"] = batch_rows(lm, prompts, min(args.new, 32), args.rounds)
+    result["batching"] = batch_rows(lm, prompts, min(args.new, 32), max(args.rounds, 5))  # ~15 s a round
     print(json.dumps(result["batching"]), flush=True)
     result["beam"] = beam_rows(lm, prompts[:1], min(args.new, 32))
     print(json.dumps(result["beam"]), flush=True)

@@ -405,7 +405,7 @@ static inline __attribute__((always_inline)) void dot_q8_0(const block_q8_0 *con
             const block_q8_0 *blk = w[r] + b;
             const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)blk->qs));
             const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk->qs + 16)));
-            const float d = f16_to_f32(blk->d);
+            const float d = f16_to_f32(blk->d); /* (one scale a block: gathering four to convert at once was slower) */
             for (int m = 0; m < mrq; m++)
                 a[m][r] = _mm256_fmadd_ps(block_dot(w0, w1, xq + m * K + b * QK), _mm256_set1_ps(d * sx[m * nb + b]),
                                           a[m][r]);
@@ -429,40 +429,53 @@ static inline __attribute__((always_inline)) void dot_q8_0(const block_q8_0 *con
 static inline __attribute__((always_inline)) void dot_q4_1(const block_q4_1 *const w[ROWS], const int16_t *xq,
                                                            const float *sx, const float *sxq, int64_t nb, int64_t K,
                                                            const int mrq, float out[][ROWS]) {
-    float bias[QMR][ROWS] = {{0.0f}};
 #ifdef LLMKIT_AVX2
+    /* The tile's four block headers (d, m as f16) convert in one instruction: [d0 m0 d1 m1 d2 m2 d3 m3]. Row r's
+     * scale d_r * s_x is lane 2r of that times s_x, and the bias terms m_r * sxq accumulate in lane 2r + 1 of
+     * one vector per activation row: the same products and sums, in the same order, as one row at a time. */
     const __m128i low4 = _mm_set1_epi8(0x0f);
-    __m256 a[QMR][ROWS];
-    for (int m = 0; m < mrq; m++)
+    __m256 a[QMR][ROWS], bias[QMR];
+    for (int m = 0; m < mrq; m++) {
+        bias[m] = _mm256_setzero_ps();
         for (int r = 0; r < ROWS; r++) a[m][r] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++)
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        int32_t head[ROWS];
+        for (int r = 0; r < ROWS; r++) memcpy(head + r, &w[r][b], sizeof(int32_t)); /* d, m */
+        const __m256 dm = _mm256_cvtph_ps(_mm_setr_epi32(head[0], head[1], head[2], head[3]));
+        __m256 scale[QMR];
+        for (int m = 0; m < mrq; m++) {
+            scale[m] = _mm256_mul_ps(dm, _mm256_set1_ps(sx[m * nb + b]));
+            bias[m] = _mm256_add_ps(bias[m], _mm256_mul_ps(dm, _mm256_set1_ps(sxq[m * nb + b])));
+        }
         for (int r = 0; r < ROWS; r++) {
-            const block_q4_1 *blk = w[r] + b;
-            const __m128i raw = _mm_loadu_si128((const __m128i *)blk->qs);
+            const __m128i raw = _mm_loadu_si128((const __m128i *)w[r][b].qs);
             const __m256i w0 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, low4));                  /* weights 0-15 */
             const __m256i w1 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), low4)); /* 16-31 */
-            const float d = f16_to_f32(blk->d), mn = f16_to_f32(blk->m);
-            for (int m = 0; m < mrq; m++) {
-                a[m][r] = _mm256_fmadd_ps(block_dot(w0, w1, xq + m * K + b * QK), _mm256_set1_ps(d * sx[m * nb + b]),
-                                          a[m][r]);
-                bias[m][r] += mn * sxq[m * nb + b];
-            }
+            const __m256i lane = _mm256_set1_epi32(2 * r);
+            for (int m = 0; m < mrq; m++)
+                a[m][r] = _mm256_fmadd_ps(block_dot(w0, w1, xq + m * K + b * QK),
+                                          _mm256_permutevar8x32_ps(scale[m], lane), a[m][r]);
         }
-    for (int m = 0; m < mrq; m++)
-        for (int r = 0; r < ROWS; r++) out[m][r] = hsum(a[m][r]) + bias[m][r];
+    }
+    for (int m = 0; m < mrq; m++) {
+        float terms[8];
+        _mm256_storeu_ps(terms, bias[m]);
+        for (int r = 0; r < ROWS; r++) out[m][r] = hsum(a[m][r]) + terms[2 * r + 1];
+    }
 #else
     for (int m = 0; m < mrq; m++)
         for (int r = 0; r < ROWS; r++) {
-            float acc = 0.0f;
+            float acc = 0.0f, bias = 0.0f;
             for (int64_t b = 0; b < nb; b++) {
                 const block_q4_1 *blk = w[r] + b;
                 const int16_t *x = xq + m * K + b * QK;
                 int32_t s = 0;
                 for (int j = 0; j < QK / 2; j++) s += (blk->qs[j] & 15) * x[j] + (blk->qs[j] >> 4) * x[j + 16];
                 acc += (float)s * (f16_to_f32(blk->d) * sx[m * nb + b]);
-                bias[m][r] += f16_to_f32(blk->m) * sxq[m * nb + b];
+                bias += f16_to_f32(blk->m) * sxq[m * nb + b];
             }
-            out[m][r] = acc + bias[m][r];
+            out[m][r] = acc + bias;
         }
 #endif
 }

@@ -86,7 +86,7 @@ class DecodePlan:
         # No reference to the model (plans live in a WeakKeyDictionary keyed by it, PLANS) nor to the cache: a
         # finished generation's cache is freed at once, not when the next one's plan replaces this one (a
         # second cache's worth of peak memory).
-        self.vocab, self.structs, self.layers, self.keep = model.spec.vocab_size, structs, layers, keep
+        self.vocab, self.structs, self.layers, self.keep = structs.head.n, structs, layers, keep  # the head's rows
         self.cache = weakref.ref(cache)
         self.storage = tuple(t.data_ptr() for t in cache.contiguous_layout())
         self.batch = cache.contiguous_layout()[0].shape[1]
