@@ -55,7 +55,6 @@ SIGNATURES = {
     "rms_norm": (None, [_ptr, _ptr, _ptr, _i64, _i64, _f32]),
     "rope_half": (None, [_ptr, _ptr, _ptr] + [_i64] * 9),
     "attend_one": (None, [_ptr] * 5 + [_i64] * 10 + [_f32]),
-    "decode_step": (_int, [_ptr, _i64, _i64, _ptr]),
     "decode_tokens": (_int, [_ptr, _ptr, _i64, _i64, _int, _ptr]),
     "decode_batch": (_int, [_ptr, _ptr, _i64, _i64, _ptr, _ptr, _ptr]),
     "dequantize_rows": (_int, [_i64, _ptr, _i64, _i64, _ptr, _i64, _ptr]),

@@ -1014,10 +1014,6 @@ int decode_batch(const decoder_t *m, const int64_t *tokens, int64_t B, int64_t s
     return decode_rows(m, tokens, B, 1, slot, positions, pad, 0, logits);
 }
 
-/* One token: decode_tokens with M = 1. */
-int decode_step(const decoder_t *m, int64_t token, int64_t pos, float *logits) {
-    return decode_tokens(m, &token, 1, pos, 1, logits);
-}
 
 /* ---- dequantization: rows of a table held as fmt -> float32 ------------------------------------------------
  * out[i] = row ids[i] (or row i when ids is NULL) of W [n, k], for i < count; rows split among the threads. */

@@ -87,9 +87,8 @@ class DecodePlan:
         # finished generation's cache is freed at once, not when the next one's plan replaces this one (a
         # second cache's worth of peak memory).
         self.vocab, self.structs, self.layers, self.keep = structs.head.n, structs, layers, keep  # the head's rows
-        self.cache = weakref.ref(cache)
-        self.storage = tuple(t.data_ptr() for t in cache.contiguous_layout())
-        self.batch = cache.contiguous_layout()[0].shape[1]
+        k_cache, v_cache = cache.contiguous_layout()  # [n_layers, batch, n_kv, max_len, d_head] each
+        self.cache, self.storage, self.batch = weakref.ref(cache), (k_cache.data_ptr(), v_cache.data_ptr()), k_cache.shape[1]
         quantized = any(p.fmt >= kernels.FORMATS.index("q8_0") for layer in layers
                         for p in (layer.q, layer.k, layer.v, layer.o, layer.gate, layer.up, layer.down))
         self.max_tokens = MAX_TOKENS_QUANTIZED if quantized else MAX_TOKENS
