@@ -199,23 +199,10 @@ def load(source: str | Path, precision: Precision = DEFAULT_PRECISION) -> Loaded
         if magic != b"GGUF":
             raise LlmkitError(f"{path}: not a GGUF file or a HF model directory")
         loaded = load_gguf(path, precision)
+    from llmkit.heap import release_freed_heap
+
     release_freed_heap()
     return loaded
-
-
-def release_freed_heap() -> None:
-    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``; elsewhere nothing).
-
-    Loading parses and drops tens of MB (GGUF metadata, the tokenizer's build, per-tensor scratch) between
-    allocations that stay; without this the allocator keeps those pages for the life of the process
-    (SmolLM2 fp32: ~7 MB of peak RSS, benchmarks/decode.py).
-    """
-    import ctypes
-
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: its allocator decides
-        pass
 
 
 def load_model(source: str | Path, precision: Precision = DEFAULT_PRECISION) -> torch.nn.Module:

@@ -15,13 +15,12 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Mapping
-
-import jinja2
-import jinja2.ext
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from typing import TYPE_CHECKING, Any, Mapping
 
 from llmkit.errors import LlmkitError
+
+if TYPE_CHECKING:
+    import jinja2
 
 Message = Mapping[str, Any]  # {"role": "system" | "user" | "assistant", "content": str, ...}
 
@@ -30,21 +29,33 @@ class ChatTemplateError(LlmkitError):
     """The chat template cannot be compiled or refuses the conversation."""
 
 
-class _GenerationTag(jinja2.ext.Extension):
-    """``{% generation %}...{% endgeneration %}`` (assistant-mask markers): renders the body unchanged."""
+@lru_cache(maxsize=1)
+def _generation_tag() -> type:
+    """The ``{% generation %}...{% endgeneration %}`` extension (assistant-mask markers): renders its body unchanged.
 
-    tags = {"generation"}
+    Built on first use, like everything jinja2: the module is imported only when a template compiles
+    (~1.8 MB of a process that never chats).
+    """
+    import jinja2.ext
+    import jinja2.nodes
 
-    def parse(self, parser: jinja2.parser.Parser) -> jinja2.nodes.Node:
-        lineno = next(parser.stream).lineno
-        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
-        return jinja2.nodes.CallBlock(self.call_method("_render"), [], [], body).set_lineno(lineno)
+    class GenerationTag(jinja2.ext.Extension):
+        tags = {"generation"}
 
-    def _render(self, caller: Any) -> str:
-        return caller()
+        def parse(self, parser: Any) -> jinja2.nodes.Node:
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return jinja2.nodes.CallBlock(self.call_method("_render"), [], [], body).set_lineno(lineno)
+
+        def _render(self, caller: Any) -> str:
+            return caller()
+
+    return GenerationTag
 
 
 def _raise_exception(message: str) -> None:
+    import jinja2
+
     raise jinja2.exceptions.TemplateError(message)
 
 
@@ -59,8 +70,11 @@ def _strftime_now(fmt: str) -> str:
 @lru_cache(maxsize=16)
 def compile_template(source: str) -> jinja2.Template:
     """The compiled template, in transformers' environment (sandboxed, trim_blocks, lstrip_blocks)."""
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
     env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTag, jinja2.ext.loopcontrols]
+        trim_blocks=True, lstrip_blocks=True, extensions=[_generation_tag(), jinja2.ext.loopcontrols]
     )
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
@@ -80,6 +94,8 @@ class ChatTemplate:
 
     def render(self, messages: list[Message], add_generation_prompt: bool = True) -> str:
         """The prompt text for ``messages`` (None-valued keys dropped, as transformers does)."""
+        import jinja2
+
         clean = [{k: v for k, v in m.items() if v is not None} for m in messages]
         try:
             return compile_template(self.source).render(

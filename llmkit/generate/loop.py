@@ -27,6 +27,7 @@ from llmkit.errors import LlmkitError
 from llmkit.generate.cache import CacheConfig, make_cache
 from llmkit.generate.config import GenerationConfig
 from llmkit.generate.sampling import build_processors, make_generator, next_token
+from llmkit.heap import release_freed_heap
 
 FinishReason = Literal["eos", "length", "stop"]
 
@@ -138,10 +139,14 @@ def decoder_prompts(
     return bind_sources(model, prompts, copies), [[decoder_start_id(model.spec)] for _ in prompts]
 
 
+RELEASE_AFTER_TOKENS = 64  # a prefill of this many tokens or more gives its freed scratch back (llmkit.heap)
+
+
 def feed(model: torch.nn.Module, cache, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Run ids [batch, seq] through the model into ``cache``: last-position logits [batch, vocab].
 
-    A sliding-window cache takes what fits its window at once and then one token at a time.
+    A sliding-window cache takes what fits its window at once and then one token at a time. After a long
+    prefill the heap pages its activations used go back to the system: decoding never needs that much again.
     """
     room = getattr(cache, "max_len", None)
     if attention_mask is None and hasattr(cache, "sinks") and cache.length + ids.shape[1] > room:
@@ -150,7 +155,10 @@ def feed(model: torch.nn.Module, cache, ids: torch.Tensor, attention_mask: torch
         for t in range(first, ids.shape[1]):
             logits = model(ids[:, t : t + 1], cache=cache, last_only=True)[:, -1]
         return logits
-    return model(ids, attention_mask=attention_mask, cache=cache, last_only=True)[:, -1]  # [batch, vocab]
+    logits = model(ids, attention_mask=attention_mask, cache=cache, last_only=True)[:, -1]  # [batch, vocab]
+    if ids.numel() >= RELEASE_AFTER_TOKENS:
+        release_freed_heap()
+    return logits
 
 
 @torch.inference_mode()

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import mmap
 import struct
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmkit.calc.formats import GGML_TYPE_IDS
 from llmkit.errors import LlmkitError
+from llmkit.io.packed import PackedStrings
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -96,7 +98,8 @@ class _Cursor:
 
 
 def _read_value(cur: _Cursor, vtype: int, what: str, depth: int = 0) -> Any:
-    """One metadata value of GGUF value type ``vtype`` (arrays as lists, possibly nested)."""
+    """One metadata value of GGUF value type ``vtype`` (arrays as lists, possibly nested; arrays of strings as
+    :class:`~llmkit.io.packed.PackedStrings`: a vocabulary's 49k tokens without 49k str objects)."""
     if vtype in SCALAR_FORMATS:
         return cur.scalar(SCALAR_FORMATS[vtype], what)
     if vtype == STRING:
@@ -108,8 +111,8 @@ def _read_value(cur: _Cursor, vtype: int, what: str, depth: int = 0) -> Any:
     raise cur.fail(f"{what} has unknown value type {vtype} (corrupt file?)")
 
 
-def _read_array(cur: _Cursor, what: str, depth: int) -> list[Any]:
-    """An array value: element type u32, count u64, elements (numeric arrays in one read)."""
+def _read_array(cur: _Cursor, what: str, depth: int) -> list[Any] | PackedStrings:
+    """An array value: element type u32, count u64, elements (numeric arrays in one read, strings packed)."""
     etype = cur.scalar("<I", what)
     count = cur.scalar("<Q", what)
     if etype in SCALAR_FORMATS:
@@ -120,7 +123,29 @@ def _read_array(cur: _Cursor, what: str, depth: int) -> list[Any]:
         return values
     # strings and arrays take at least 8 bytes each: bound the count before looping
     cur.need(count * 8, f"{what} ({count} elements)")
+    if etype == STRING:
+        return _read_strings(cur, count, what)
     return [_read_value(cur, etype, what, depth + 1) for _ in range(count)]
+
+
+def _read_strings(cur: _Cursor, count: int, what: str) -> PackedStrings:
+    """An array of strings as the file lays it out (u64 length + UTF-8, ``count`` times), packed, not as str objects."""
+    start, length = cur.pos, struct.Struct("<Q")
+    offsets = array("q")
+    for _ in range(count):
+        cur.need(8, what)
+        (n,) = length.unpack_from(cur.buf, cur.pos)
+        cur.need(8 + n, what)
+        offsets.append(cur.pos + 8 - start)
+        cur.pos += 8 + n
+    offsets.append(cur.pos + 8 - start)  # where a next item would start, after its length
+    strings = PackedStrings(cur.buf[start : cur.pos], offsets, gap=8)
+    for i in range(count):  # every item valid UTF-8 now, not at first use
+        try:
+            strings.item(i)
+        except UnicodeDecodeError:
+            raise cur.fail(f"{what}[{i}] is not valid UTF-8 (offset {start + offsets[i]})") from None
+    return strings
 
 
 def _read_metadata(cur: _Cursor, kv_count: int) -> dict[str, Any]:

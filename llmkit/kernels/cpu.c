@@ -253,69 +253,56 @@ static void dot4_f32(const float *const w[ROWS], const float *x, int64_t K, floa
         for (int r = 0; r < ROWS; r++) out[r] += w[r][k] * x[k];
 }
 
-/* The same for MR activation rows at once: each weight load feeds MR FMAs (batches, speculative verification).
- * With that much arithmetic per byte the hardware prefetcher alone no longer keeps a thread's weight stream at
- * memory speed (measured: 29 -> 33-41 GFLOP/s against a 113 MB matrix); ``ahead`` (the first pass over a tile)
- * prefetches the tile PREFETCH_TILES on. */
-#define MR 3
-#define PREFETCH_TILES 4
-static void dot4xMR_f32(const float *const w[ROWS], const float *x, int64_t K, int ahead, float out[MR][ROWS]) {
-    (void)ahead;
+/* Two weight rows against R <= MR_MAX activation rows (batches, speculative verification): each weight load feeds
+ * 2R FMAs into 2R accumulators (R = 6: 12 of the 16 vector registers). Every row sums in dot4_f32's order (8
+ * lanes along k, then the lanes, then the tail), so a row's result has the same bits whatever rows come with it.
+ * With this much arithmetic per byte the hardware prefetcher alone leaves the FMAs waiting on memory: the rows
+ * at pf0, pf1 (further on) are fetched meanwhile, every pf_every-th cache line from line pf_phase, so that the
+ * passes over one tile share its successor's lines evenly. */
+#define MR_MAX 6
+#define PREFETCH_ROWS 8 /* how far ahead (weight rows) a tile prefetches */
+static inline __attribute__((always_inline)) void dot2xR_f32(const float *w0, const float *w1, const float *x,
+                                                              int64_t K, const int R, const float *pf0,
+                                                              const float *pf1, int pf_phase, int pf_every,
+                                                              float out[MR_MAX][2]) {
     int64_t k = 0;
 #ifdef LLMKIT_AVX2
-    __m256 a[MR][ROWS];
-    for (int m = 0; m < MR; m++)
-        for (int r = 0; r < ROWS; r++) a[m][r] = _mm256_setzero_ps();
-    for (; k + 8 <= K; k += 8) {
-        __m256 xv[MR];
-        for (int m = 0; m < MR; m++) xv[m] = _mm256_loadu_ps(x + m * K + k);
-        if (ahead && !(k & 15)) /* once per cache line: the rows PREFETCH_TILES tiles on, while these compute */
-            for (int r = 0; r < ROWS; r++) _mm_prefetch((const char *)(w[r] + PREFETCH_TILES * ROWS * K + k), _MM_HINT_T0);
-        for (int r = 0; r < ROWS; r++) {
-            __m256 wv = _mm256_loadu_ps(w[r] + k);
-            for (int m = 0; m < MR; m++) a[m][r] = _mm256_fmadd_ps(wv, xv[m], a[m][r]);
-        }
-    }
-    for (int m = 0; m < MR; m++)
-        for (int r = 0; r < ROWS; r++) out[m][r] = hsum(a[m][r]);
-#else
-    for (int m = 0; m < MR; m++)
-        for (int r = 0; r < ROWS; r++) out[m][r] = 0.0f;
-#endif
-    for (; k < K; k++)
-        for (int m = 0; m < MR; m++)
-            for (int r = 0; r < ROWS; r++) out[m][r] += w[r][k] * x[m * K + k];
-}
-
-/* Two weight rows against 6 activation rows: each weight load feeds 6 FMAs (12 accumulators), half the weight
- * traffic of dot4xMR_f32 per activation row (measured 10-20% faster for 9-18 rows). ``ahead``: prefetch the
- * rows at pf0, pf1 meanwhile. */
-#define MR6 6
-static void dot2x6_f32(const float *w0, const float *w1, const float *x, int64_t K, int ahead, const float *pf0,
-                       const float *pf1, float out[MR6][2]) {
-    (void)ahead, (void)pf0, (void)pf1;
-    int64_t k = 0;
-#ifdef LLMKIT_AVX2
-    __m256 a[MR6][2];
-    for (int m = 0; m < MR6; m++) a[m][0] = a[m][1] = _mm256_setzero_ps();
+    __m256 a[MR_MAX][2];
+    for (int m = 0; m < R; m++) a[m][0] = a[m][1] = _mm256_setzero_ps();
+    int wait = pf_phase; /* cache lines (16 floats) until this pass's next prefetch */
     for (; k + 8 <= K; k += 8) {
         const __m256 v0 = _mm256_loadu_ps(w0 + k), v1 = _mm256_loadu_ps(w1 + k);
-        if (ahead && !(k & 15)) {
+        if (!(k & 15) && wait-- == 0) {
             _mm_prefetch((const char *)(pf0 + k), _MM_HINT_T0);
             _mm_prefetch((const char *)(pf1 + k), _MM_HINT_T0);
+            wait = pf_every - 1;
         }
-        for (int m = 0; m < MR6; m++) {
-            const __m256 xv = _mm256_loadu_ps(x + m * K + k);
+        for (int m = 0; m < R; m++) {
+            __m256 xv = _mm256_loadu_ps(x + m * K + k);
+            __asm__("" : "+x"(xv)); /* one load into a register: folded into both FMAs it was loaded twice */
             a[m][0] = _mm256_fmadd_ps(v0, xv, a[m][0]);
             a[m][1] = _mm256_fmadd_ps(v1, xv, a[m][1]);
         }
     }
-    for (int m = 0; m < MR6; m++) out[m][0] = hsum(a[m][0]), out[m][1] = hsum(a[m][1]);
+    for (int m = 0; m < R; m++) out[m][0] = hsum(a[m][0]), out[m][1] = hsum(a[m][1]);
 #else
-    for (int m = 0; m < MR6; m++) out[m][0] = out[m][1] = 0.0f;
+    for (int m = 0; m < R; m++) out[m][0] = out[m][1] = 0.0f;
 #endif
     for (; k < K; k++)
-        for (int m = 0; m < MR6; m++) out[m][0] += w0[k] * x[m * K + k], out[m][1] += w1[k] * x[m * K + k];
+        for (int m = 0; m < R; m++) out[m][0] += w0[k] * x[m * K + k], out[m][1] += w1[k] * x[m * K + k];
+}
+
+/* dot2xR_f32 compiled for each R (a constant, so its accumulators stay in registers) */
+static void dot2_rows_f32(const float *w0, const float *w1, const float *x, int64_t K, int R, const float *pf0,
+                          const float *pf1, int pf_phase, int pf_every, float out[MR_MAX][2]) {
+    switch (R) {
+    case 1: dot2xR_f32(w0, w1, x, K, 1, pf0, pf1, pf_phase, pf_every, out); break;
+    case 2: dot2xR_f32(w0, w1, x, K, 2, pf0, pf1, pf_phase, pf_every, out); break;
+    case 3: dot2xR_f32(w0, w1, x, K, 3, pf0, pf1, pf_phase, pf_every, out); break;
+    case 4: dot2xR_f32(w0, w1, x, K, 4, pf0, pf1, pf_phase, pf_every, out); break;
+    case 5: dot2xR_f32(w0, w1, x, K, 5, pf0, pf1, pf_phase, pf_every, out); break;
+    default: dot2xR_f32(w0, w1, x, K, MR_MAX, pf0, pf1, pf_phase, pf_every, out); break;
+    }
 }
 
 static void dot4_bf16(const uint16_t *const w[ROWS], const float *x, int64_t K, float out[ROWS]) {
@@ -497,33 +484,36 @@ typedef struct {
     int accumulate;
 } product_t;
 
-/* Rows n0 .. n0 + ROWS - 1 (those below N) of one product, for its rows m0 .. m0 + mc - 1 of x. */
+/* Rows n0 .. n0 + ROWS - 1 (those below N) of one product, for its rows m0 .. m0 + mc - 1 of x. One row of x:
+ * dot4_f32 (memory-bound). More: the tile as two pairs of weight rows, the rows of x in as few passes of at most
+ * MR_MAX as there can be, of even sizes (16 rows: 6, 5, 5). */
 static void tile_f32(const product_t *p, int64_t n0) {
     const float *w[ROWS];
     for (int r = 0; r < ROWS; r++) w[r] = (const float *)p->W + (n0 + r < p->N ? n0 + r : p->N - 1) * p->K;
     const float *x = p->x + p->m0 * p->K;
     float *y = p->y + p->m0 * p->N;
-    const int64_t ahead = n0 + (PREFETCH_TILES + 1) * ROWS <= p->N ? PREFETCH_TILES * ROWS * p->K : 0;
-    int64_t m = 0;
-    for (; m + MR6 <= p->mc; m += MR6) /* 6 rows of x per pass, the tile as two pairs of weight rows */
+    if (p->mc == 1) {
+        float v[ROWS];
+        dot4_f32(w, x, p->K, v);
+        store(y, n0, p->N, v, p->accumulate);
+        return;
+    }
+    /* rows PREFETCH_ROWS on (the last tiles: their own rows again), a share of their lines in each pass */
+    const int64_t ahead = n0 + ROWS + PREFETCH_ROWS <= p->N ? PREFETCH_ROWS * p->K : 0;
+    const int passes = (int)((p->mc + MR_MAX - 1) / MR_MAX);
+    for (int pass = 0, m = 0; m < p->mc; pass++) {
+        const int R = (int)((p->mc - m + passes - pass - 1) / (passes - pass));
         for (int half = 0; half < ROWS; half += 2) {
-            float v[MR6][2];
-            dot2x6_f32(w[half], w[half + 1], x + m * p->K, p->K, m == 0 && ahead, w[half] + ahead, w[half + 1] + ahead, v);
-            for (int i = 0; i < MR6; i++)
+            float v[MR_MAX][2];
+            dot2_rows_f32(w[half], w[half + 1], x + m * p->K, p->K, R, w[half] + ahead, w[half + 1] + ahead, pass,
+                          passes, v);
+            for (int i = 0; i < R; i++)
                 for (int r = 0; r < 2 && n0 + half + r < p->N; r++) {
                     float *out = y + (m + i) * p->N + n0 + half + r;
                     *out = p->accumulate ? *out + v[i][r] : v[i][r];
                 }
         }
-    for (; m + MR <= p->mc; m += MR) { /* MR rows of x per pass over the weight tile */
-        float v[MR][ROWS];
-        dot4xMR_f32(w, x + m * p->K, p->K, m == 0 && ahead, v);
-        for (int i = 0; i < MR; i++) store(y + (m + i) * p->N, n0, p->N, v[i], p->accumulate);
-    }
-    for (; m < p->mc; m++) {
-        float v[ROWS];
-        dot4_f32(w, x + m * p->K, p->K, v);
-        store(y + m * p->N, n0, p->N, v, p->accumulate);
+        m += R;
     }
 }
 

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import heapq
 from array import array
+from collections.abc import Iterable, Sequence
 from functools import cached_property
-from collections.abc import Iterable
 from itertools import pairwise
 
 from llmkit import kernels
+from llmkit.io.packed import PackedBytes
 from llmkit.tokenize.byte_level import bytes_to_unicode, spell_bytes, token_bytes
 from llmkit.tokenize.errors import TokenizerError
 
@@ -95,15 +96,15 @@ class ByteLevelBPE:
 
     HEAP_ABOVE = 64  # pieces of more bytes than this merge through the heap
 
-    def __init__(self, tokens: list[str], merges: Iterable[tuple[str, str]], ignore_merges: bool = False):
-        self.tokens = tokens
+    def __init__(self, tokens: Sequence[str], merges: Iterable[tuple[str, str]], ignore_merges: bool = False):
+        self.tokens = tokens  # as given: a GGUF vocabulary stays packed (llmkit.io.packed)
         vocab = {t: i for i, t in enumerate(tokens)}  # kept only if asked for again (``vocab``): ~3 MB for 49k
         self.table = merge_table(vocab, merges)  # the merges as ids; the strings are not kept
         self.merged = self.table.merged
         self.ignore_merges = ignore_merges  # a piece that is a whole token skips the merges (LLaMA-3)
         spelling = bytes_to_unicode()
         self.byte_ids = [vocab.get(spelling[b], -1) for b in range(256)]
-        self.token_bytes = [token_bytes(t) for t in tokens]
+        self.token_bytes = PackedBytes.of(map(token_bytes, tokens))
         self.cache = PieceCache(self.encode_piece)
         self.merger = kernels.bpe_merger(self.table)  # bpe_merge in C (None without the kernels)
 

@@ -38,7 +38,7 @@ def from_gguf_metadata(metadata: Mapping[str, Any], pretokenizer: str | None = N
         raise TokenizerError(
             f"GGUF tokenizer model {kind!r} is not supported yet; llmkit reads 'gpt2' (byte-level BPE) and 'llama' (SentencePiece BPE)"
         )
-    tokens = list(_require(metadata, "tokenizer.ggml.tokens"))
+    tokens = _require(metadata, "tokenizer.ggml.tokens")  # a sequence of str (packed when read from a file)
     merges = (split_merge(m, r) for r, m in enumerate(_require(metadata, "tokenizer.ggml.merges")))  # read once
     pre_name = pretokenizer or metadata.get("tokenizer.ggml.pre") or "default"
     pre = get_pretokenizer(pre_name)

@@ -17,6 +17,7 @@ from typing import Literal, Protocol
 
 import regex
 
+from llmkit.io.packed import PackedBytes
 from llmkit.tokenize.byte_level import token_bytes
 from llmkit.tokenize.errors import TokenizerError
 from llmkit.tokenize.pretokenize import Pretokenizer, pretokenize, pretokenize_spans
@@ -83,21 +84,23 @@ class Tokenizer:
         after_start = getattr(normalizer, "after_start", None)  # Metaspace "first": no ▁ after an added token
         self._later_normalizer = after_start() if after_start else normalizer
         self.special_ids = frozenset(t.id for t in added if t.special)
-        self._tokens = list(model.tokens)
-        for t in added:  # added tokens beyond the model's vocabulary (HF tokenizer.json allows them)
-            self._tokens.extend([""] * (t.id + 1 - len(self._tokens)))
-            self._tokens[t.id] = t.content
-        known = getattr(model, "token_bytes", None) or []
-        self._bytes = list(known) + [token_bytes(t) for t in self._tokens[len(known) :]]
-        for t in added:
-            self._bytes[t.id] = t.content.encode("utf-8")
+        # The model's vocabulary as it holds it (a GGUF one packed: no copy), and the added tokens over it: their
+        # spelling where it differs or lies beyond the vocabulary (HF tokenizer.json allows both), their bytes.
+        self._tokens = model.tokens
+        self._added_tokens = {t.id: t.content for t in added if t.id >= len(model.tokens) or model.tokens[t.id] != t.content}
+        self._vocab_size = max([len(model.tokens)] + [t.id + 1 for t in added])
+        known = getattr(model, "token_bytes", None)
+        if known is None or len(known) < len(model.tokens):
+            known = PackedBytes.of(chain(known or [], map(token_bytes, model.tokens[len(known or []) :])))
+        self._bytes = known
+        self._added_bytes = {t.id: t.content.encode("utf-8") for t in added}
 
     # -- vocabulary ---------------------------------------------------------------------------
 
     @property
     def vocab_size(self) -> int:
         """Number of ids (the model's vocabulary plus added tokens)."""
-        return len(self._tokens)
+        return self._vocab_size
 
     def token_to_id(self, token: str) -> int | None:
         """Id of a token as the vocabulary spells it (``Ġthe``, ``<|im_end|>``), or None."""
@@ -108,11 +111,18 @@ class Tokenizer:
     def id_to_token(self, id: int) -> str:
         """The vocabulary's spelling of an id."""
         self._check_ids([id])
-        return self._tokens[id]
+        return self._token(id)
+
+    def _token(self, id: int) -> str:
+        if id in self._added_tokens:
+            return self._added_tokens[id]
+        return self._tokens[id] if id < len(self._tokens) else ""  # an id between the vocabulary and an added one
 
     def token_bytes(self, id: int) -> bytes:
         """The bytes an id stands for when decoded (byte-level models)."""
-        return self._bytes[id]
+        if id in self._added_bytes:
+            return self._added_bytes[id]
+        return self._bytes[id] if id < len(self._bytes) else b""
 
     # -- encode -------------------------------------------------------------------------------
 
@@ -181,7 +191,7 @@ class Tokenizer:
         if add_special:
             ids = self._post_process(ids)
             offsets = [(0, 0)] * len(self.post.prefix) + offsets + [(0, 0)] * len(self.post.suffix)
-        return Encoding(ids, [self._tokens[i] for i in ids], offsets)
+        return Encoding(ids, list(map(self._token, ids)), offsets)
 
     # -- decode -------------------------------------------------------------------------------
 
@@ -194,19 +204,19 @@ class Tokenizer:
         if self.decoder == "wordpiece":
             from llmkit.tokenize.wordpiece import wordpiece_decode
 
-            return wordpiece_decode([self._tokens[i] for i in ids])
+            return wordpiece_decode(list(map(self._token, ids)))
         if self.decoder in ("metaspace", "sentencepiece"):
             from llmkit.tokenize.decoders import metaspace_decode, sentencepiece_decode
 
-            tokens, prepends = [self._tokens[i] for i in ids], getattr(self.normalizer, "prepends", False)
+            tokens, prepends = list(map(self._token, ids)), getattr(self.normalizer, "prepends", False)
             return (metaspace_decode if self.decoder == "metaspace" else sentencepiece_decode)(tokens, prepends)
         errors = "ignore" if self.decoder == "bytes" else "replace"  # ByT5 drops broken UTF-8
-        return b"".join(map(self._bytes.__getitem__, ids)).decode("utf-8", errors)
+        return b"".join(map(self.token_bytes, ids)).decode("utf-8", errors)
 
     def _check_ids(self, ids: list[int]) -> None:
-        bad = next((i for i in ids if not 0 <= i < len(self._tokens)), None)
+        bad = next((i for i in ids if not 0 <= i < self._vocab_size), None)
         if bad is not None:
-            raise TokenizerError(f"token id {bad} is out of range: this vocabulary has ids 0..{len(self._tokens) - 1}")
+            raise TokenizerError(f"token id {bad} is out of range: this vocabulary has ids 0..{self._vocab_size - 1}")
 
 
 _WORKER: tuple[Tokenizer, bool] | None = None

@@ -16,6 +16,7 @@ from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
 
 from llmkit.errors import LlmkitError
 from llmkit.io.gguf import GGUFError, llama_state_dict, llmkit_name, open_gguf
+from llmkit.io.packed import PackedStrings
 from llmkit.quant.ggml import SUPPORTED_TYPES
 
 Q = gguf.GGMLQuantizationType
@@ -172,7 +173,10 @@ def test_every_metadata_value_type_reads_like_the_writer_wrote_it(tmp_path):
         if vtype == gguf.GGUFValueType.FLOAT32 or sub == gguf.GGUFValueType.FLOAT32:
             value = np.asarray(value, dtype=np.float32).tolist()  # stored as float32
         assert ours[key] == value, key
-        assert type(ours[key]) is type(value), key
+        if sub == gguf.GGUFValueType.STRING:  # string arrays come packed (llmkit.io.packed): items are str
+            assert isinstance(ours[key], PackedStrings) and all(type(s) is str for s in ours[key]), key
+        else:
+            assert type(ours[key]) is type(value), key
         if sub != gguf.GGUFValueType.ARRAY:  # the reader flattens nested arrays; the writer's input is the oracle
             assert ours[key] == reader.fields[key].contents(), key
     assert ours["general.architecture"] == "llama"
@@ -414,3 +418,21 @@ def test_unmapped_tensors_and_architectures_are_named(tmp_path):
         llama_state_dict(open_gguf(tiny_model(tmp_path / "extra.gguf", "llama", tensors)))
     with pytest.raises(LlmkitError, match="GGUF architecture 'gpt2' is not supported"):
         llama_state_dict(open_gguf(tiny_model(tmp_path / "gpt2.gguf", "gpt2", random_tensors(LLAMA_TENSORS))))
+
+
+def test_string_arrays_with_bad_utf8_or_lengths_are_named(tmp_path):
+    path = write_gguf(tmp_path / "s.gguf", [("tok", ["ab", "cd", "é"], V.ARRAY, V.STRING)])
+    data = path.read_bytes()
+    at = data.index(b"cd")
+    expect_error(broken(tmp_path, data[:at] + b"\xff\xfe" + data[at + 2 :]), "tok", "[1]", "not valid UTF-8")
+    length = at - 8  # the u64 length of "cd"
+    expect_error(broken(tmp_path, patched(data, length, "<Q", 2**40)), "tok", "truncated")
+    first = after(data, b"tok") + 4 + 4 + 8  # value type, element type (u32 each), count u64: the first length
+    assert struct.unpack_from("<Q", data, first) == (2,)
+    assert open_gguf(path).metadata["tok"] == ["ab", "cd", "é"]
+
+
+def test_a_vocabulary_is_held_packed(smollm2):
+    tokens = smollm2.metadata["tokenizer.ggml.tokens"]
+    assert isinstance(tokens, PackedStrings) and len(tokens) == 49152
+    assert len(tokens.blob) < 16 * len(tokens)  # the file's bytes (8-byte lengths included), no str objects

@@ -33,7 +33,7 @@ def test_the_kernels_build_and_load():
 
 @pytest.mark.parametrize("fmt", ["f32", "bf16"])
 @pytest.mark.parametrize("m, n, k", [(1, 96, 128), (3, 97, 131), (17, 64, 40), (1, 5, 7), (6, 41, 96), (9, 99, 77),
-                                     (16, 130, 576)])  # 6 and more rows: the 2 x 6 tiles, then 4 x 3, then one
+                                     (16, 130, 576)])  # f32, 2 and more rows: passes of at most 6 (16: 6, 5, 5)
 def test_float_matvec_equals_torch(fmt, m, n, k):
     w = torch.randn(n, k, generator=gen(0))
     x = torch.randn(m, k, generator=gen(1))
@@ -82,6 +82,15 @@ def test_quantized_rows_give_the_same_bits_alone_and_together(fmt):
     blocks = torch.from_numpy(gq.quantize(w.numpy(), GGUF_TYPES[fmt]))
     together = kernels.matvec(blocks, fmt, x)
     alone = torch.cat([kernels.matvec(blocks, fmt, x[i : i + 1]) for i in range(5)])
+    assert torch.equal(together, alone)
+
+
+@pytest.mark.parametrize("m", [2, 7, 16])
+def test_float32_rows_give_the_same_bits_alone_and_together(m):
+    """A row's float32 dot products sum in one order whatever tile carries it (1 row, or passes of 2-6)."""
+    w, x = torch.randn(70, 203, generator=gen(0)), torch.randn(m, 203, generator=gen(1))
+    together = kernels.matvec(w, "f32", x)
+    alone = torch.cat([kernels.matvec(w, "f32", x[i : i + 1]) for i in range(m)])
     assert torch.equal(together, alone)
 
 
