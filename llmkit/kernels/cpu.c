@@ -40,6 +40,7 @@
 #else
 #define cpu_relax() ((void)0)
 #endif
+#define PREFETCH(p) __builtin_prefetch((p), 0, 3) /* into every cache level (x86: prefetcht0) */
 
 #define QK 32
 typedef struct { uint16_t d; int8_t qs[QK]; } block_q8_0;
@@ -273,8 +274,8 @@ static inline __attribute__((always_inline)) void dot2xR_f32(const float *w0, co
     for (; k + 8 <= K; k += 8) {
         const __m256 v0 = _mm256_loadu_ps(w0 + k), v1 = _mm256_loadu_ps(w1 + k);
         if (!(k & 15) && wait-- == 0) {
-            _mm_prefetch((const char *)(pf0 + k), _MM_HINT_T0);
-            _mm_prefetch((const char *)(pf1 + k), _MM_HINT_T0);
+            PREFETCH(pf0 + k);
+            PREFETCH(pf1 + k);
             wait = pf_every - 1;
         }
         for (int m = 0; m < R; m++) {
@@ -527,6 +528,10 @@ static void tile_bf16(const product_t *p, int64_t n0) {
     }
 }
 
+/* A quantized tile first asks for the tile QPF_TILES on (its rows are contiguous: one prefetch per cache line).
+ * The hardware prefetcher alone held a thread's Q8_0 stream at ~6.5 GB/s against 17 GB/s for a plain read;
+ * with this, 15 GB/s (Q4_1, compute-bound: 6.5 -> 7.5; measured with the weights in DRAM, one thread). */
+#define QPF_TILES 2
 /* NAME: the tile function of one quantized format; DOT(w, xq, sx, sxq, nb, K, mrq, out) its dot kernel */
 #define QUANTIZED_TILE(NAME, BLOCK, DOT)                                                                        \
     static void NAME(const product_t *p, int64_t n0) {                                                         \
@@ -534,6 +539,10 @@ static void tile_bf16(const product_t *p, int64_t n0) {
         const BLOCK *w[ROWS];                                                                                  \
         for (int r = 0; r < ROWS; r++) w[r] = (const BLOCK *)p->W + (n0 + r < p->N ? n0 + r : p->N - 1) * nb;   \
         float *y = p->y + p->m0 * p->N;                                                                        \
+        if (n0 + (QPF_TILES + 1) * ROWS <= p->N) {                                                              \
+            const char *next = (const char *)(w[0] + QPF_TILES * ROWS * nb);                                   \
+            for (int64_t at = 0; at < ROWS * nb * (int64_t)sizeof(BLOCK); at += 64) PREFETCH(next + at);         \
+        }                                                                                                      \
         int64_t m = 0;                                                                                         \
         for (; m + QMR <= p->mc; m += QMR) {                                                                   \
             float v[QMR][ROWS];                                                                                \
