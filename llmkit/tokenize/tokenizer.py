@@ -87,8 +87,9 @@ class Tokenizer:
         # The model's vocabulary as it holds it (a GGUF one packed: no copy), and the added tokens over it: their
         # spelling where it differs or lies beyond the vocabulary (HF tokenizer.json allows both), their bytes.
         self._tokens = model.tokens
-        self._added_tokens = {t.id: t.content for t in added if t.id >= len(model.tokens) or model.tokens[t.id] != t.content}
-        self._vocab_size = max([len(model.tokens)] + [t.id + 1 for t in added])
+        vocab_size = len(model.tokens)
+        self._added_tokens = {t.id: t.content for t in added if t.id >= vocab_size or model.tokens[t.id] != t.content}
+        self._vocab_size = max([vocab_size] + [t.id + 1 for t in added])
         known = getattr(model, "token_bytes", None)
         if known is None or len(known) < len(model.tokens):
             known = PackedBytes.of(chain(known or [], map(token_bytes, model.tokens[len(known or []) :])))
