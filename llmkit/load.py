@@ -29,7 +29,7 @@ Precision = Literal["fp32", "bf16", "int8", "int4"]
 PRECISIONS: tuple[str, ...] = Precision.__args__  # type: ignore[attr-defined]
 DEFAULT_PRECISION: Precision = "fp32"  # the library's default: exact (equal to transformers within 1e-4)
 # The commands' default: the fastest path whose top-1 agreement with fp32 is >= 95% over 256
-# teacher-forced positions (benchmarks/decode.py on SmolLM2: int4 decodes ~1.8x fp32 at 100% agreement;
+# teacher-forced positions (benchmarks/decode.py on SmolLM2: int4 decodes ~2.5x fp32 at 100% agreement;
 # its Q4_1 file's tensors are used as stored).
 FASTEST_PRECISION: Precision = "int4"
 
