@@ -64,6 +64,25 @@ def test_new_tokens_are_clipped_to_the_context_window(tiny):
         list(decode_tokens(ours, list(range(64)), GenerationConfig()))
 
 
+def test_a_long_prefill_gives_its_freed_heap_back(tiny, monkeypatch):
+    """feed() releases the heap (llmkit.heap) after a prefill of RELEASE_AFTER_TOKENS tokens or more, not after
+    a short one or a decoding step; the tokens are the same either way."""
+    from llmkit.generate import loop
+
+    _, ours = tiny
+    calls = []
+    monkeypatch.setattr(loop, "RELEASE_AFTER_TOKENS", 8)
+    monkeypatch.setattr(loop, "release_freed_heap", lambda: calls.append(1))
+    config = GenerationConfig(max_new_tokens=5)
+    long = list(decode_tokens(ours, list(range(10)), config))
+    assert calls == [1]
+    short = list(decode_tokens(ours, list(range(7)), config))
+    assert calls == [1]
+    monkeypatch.setattr(loop, "RELEASE_AFTER_TOKENS", 10**9)
+    assert list(decode_tokens(ours, list(range(10)), config)) == long
+    assert list(decode_tokens(ours, list(range(7)), config)) == short
+
+
 def test_stop_index_finds_the_earliest_stop():
     assert stop_index("abc\n\nUser: x", ("User:", "\n\n")) == 3
     assert stop_index("no stop here", ("###",)) == -1
