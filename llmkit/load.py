@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from llmkit.errors import LlmkitError
+from llmkit.heap import release_freed_heap
 from llmkit.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -199,8 +200,6 @@ def load(source: str | Path, precision: Precision = DEFAULT_PRECISION) -> Loaded
         if magic != b"GGUF":
             raise LlmkitError(f"{path}: not a GGUF file or a HF model directory")
         loaded = load_gguf(path, precision)
-    from llmkit.heap import release_freed_heap
-
     release_freed_heap()
     return loaded
 

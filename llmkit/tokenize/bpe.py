@@ -168,7 +168,7 @@ class MergeTable:
         """Pair of ids -> rank (a pair listed twice keeps its last rank, as a dict built in rank order does)."""
         return {pair: rank for rank, pair in enumerate(zip(self.left, self.right))}
 
-    def pairs(self, tokens: list[str]) -> list[tuple[str, str]]:
+    def pairs(self, tokens: Sequence[str]) -> list[tuple[str, str]]:
         """The merges spelled as token pairs, rank order."""
         return [(tokens[a], tokens[b]) for a, b in zip(self.left, self.right)]
 
