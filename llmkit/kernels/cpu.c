@@ -254,26 +254,31 @@ static void dot4_f32(const float *const w[ROWS], const float *x, int64_t K, floa
         for (int r = 0; r < ROWS; r++) out[r] += w[r][k] * x[k];
 }
 
-/* Two weight rows against R <= MR_MAX activation rows (batches, speculative verification): each weight load feeds
- * 2R FMAs into 2R accumulators (R = 6: 12 of the 16 vector registers). Every row sums in dot4_f32's order (8
+/* Two weight rows against R <= MR_MAX activation rows (batches, speculative verification, prompts): each weight load
+ * feeds 2R FMAs into 2R accumulators (R = 6: 12 of the 16 vector registers). Every row sums in dot4_f32's order (8
  * lanes along k, then the lanes, then the tail), so a row's result has the same bits whatever rows come with it.
- * With this much arithmetic per byte the hardware prefetcher alone leaves the FMAs waiting on memory: the rows
- * at pf0, pf1 (further on) are fetched meanwhile, every pf_every-th cache line from line pf_phase, so that the
- * passes over one tile share its successor's lines evenly. */
+ * A span [k0, k1) of the vector part: the accumulators start from carry (NULL: zeros) and, unless k1 is the last
+ * vector position, go back there unsummed; the span that ends it sums them and adds the tail. Split or whole, a
+ * row's sums take the same steps. With this much arithmetic per byte the hardware prefetcher alone leaves the
+ * FMAs waiting on memory when the weights stream: the rows at pf0, pf1 (further on) are fetched meanwhile, every
+ * pf_every-th cache line from line pf_phase, so that the passes over one tile share its successor's lines. */
 #define MR_MAX 6
 #define PREFETCH_ROWS 8 /* how far ahead (weight rows) a tile prefetches */
+#define NO_PREFETCH (1 << 30)
 static inline __attribute__((always_inline)) void dot2xR_f32(const float *w0, const float *w1, const float *x,
-                                                              int64_t K, const int R, const float *pf0,
-                                                              const float *pf1, int pf_phase, int pf_every,
+                                                              int64_t K, int64_t k0, int64_t k1, const int R,
+                                                              const float *pf0, const float *pf1, int pf_phase,
+                                                              int pf_every, float (*carry)[MR_MAX][2][8],
                                                               float out[MR_MAX][2]) {
-    int64_t k = 0;
+    const int64_t K8 = K & ~(int64_t)7;
 #ifdef LLMKIT_AVX2
     __m256 a[MR_MAX][2];
-    for (int m = 0; m < R; m++) a[m][0] = a[m][1] = _mm256_setzero_ps();
+    for (int m = 0; m < R; m++)
+        for (int j = 0; j < 2; j++) a[m][j] = carry && k0 ? _mm256_loadu_ps((*carry)[m][j]) : _mm256_setzero_ps();
     int wait = pf_phase; /* cache lines (16 floats) until this pass's next prefetch */
-    for (; k + 8 <= K; k += 8) {
+    for (int64_t k = k0; k < k1; k += 8) {
         const __m256 v0 = _mm256_loadu_ps(w0 + k), v1 = _mm256_loadu_ps(w1 + k);
-        if (!(k & 15) && wait-- == 0) {
+        if (pf_every != NO_PREFETCH && !(k & 15) && wait-- == 0) {
             PREFETCH(pf0 + k);
             PREFETCH(pf1 + k);
             wait = pf_every - 1;
@@ -285,25 +290,38 @@ static inline __attribute__((always_inline)) void dot2xR_f32(const float *w0, co
             a[m][1] = _mm256_fmadd_ps(v1, xv, a[m][1]);
         }
     }
+    if (k1 < K8) {
+        for (int m = 0; m < R; m++)
+            for (int j = 0; j < 2; j++) _mm256_storeu_ps((*carry)[m][j], a[m][j]);
+        return;
+    }
     for (int m = 0; m < R; m++) out[m][0] = hsum(a[m][0]), out[m][1] = hsum(a[m][1]);
 #else
+    (void)k0, (void)k1, (void)pf0, (void)pf1, (void)pf_phase, (void)pf_every, (void)carry;
     for (int m = 0; m < R; m++) out[m][0] = out[m][1] = 0.0f;
+    for (int64_t k = 0; k < K8; k++)
+        for (int m = 0; m < R; m++) out[m][0] += w0[k] * x[m * K + k], out[m][1] += w1[k] * x[m * K + k];
 #endif
-    for (; k < K; k++)
+    for (int64_t k = K8; k < K; k++)
         for (int m = 0; m < R; m++) out[m][0] += w0[k] * x[m * K + k], out[m][1] += w1[k] * x[m * K + k];
 }
 
-/* dot2xR_f32 compiled for each R (a constant, so its accumulators stay in registers) */
-static void dot2_rows_f32(const float *w0, const float *w1, const float *x, int64_t K, int R, const float *pf0,
-                          const float *pf1, int pf_phase, int pf_every, float out[MR_MAX][2]) {
-    switch (R) {
-    case 1: dot2xR_f32(w0, w1, x, K, 1, pf0, pf1, pf_phase, pf_every, out); break;
-    case 2: dot2xR_f32(w0, w1, x, K, 2, pf0, pf1, pf_phase, pf_every, out); break;
-    case 3: dot2xR_f32(w0, w1, x, K, 3, pf0, pf1, pf_phase, pf_every, out); break;
-    case 4: dot2xR_f32(w0, w1, x, K, 4, pf0, pf1, pf_phase, pf_every, out); break;
-    case 5: dot2xR_f32(w0, w1, x, K, 5, pf0, pf1, pf_phase, pf_every, out); break;
-    default: dot2xR_f32(w0, w1, x, K, MR_MAX, pf0, pf1, pf_phase, pf_every, out); break;
+/* dot2xR_f32 compiled for each R (a constant, so its accumulators stay in registers); NO_PREFETCH: no prefetch
+ * code in the loop */
+#define DOT2_SWITCH(R, PF_EVERY)                                                                                \
+    switch (R) {                                                                                               \
+    case 1: dot2xR_f32(w0, w1, x, K, k0, k1, 1, pf0, pf1, pf_phase, PF_EVERY, carry, out); break;              \
+    case 2: dot2xR_f32(w0, w1, x, K, k0, k1, 2, pf0, pf1, pf_phase, PF_EVERY, carry, out); break;              \
+    case 3: dot2xR_f32(w0, w1, x, K, k0, k1, 3, pf0, pf1, pf_phase, PF_EVERY, carry, out); break;              \
+    case 4: dot2xR_f32(w0, w1, x, K, k0, k1, 4, pf0, pf1, pf_phase, PF_EVERY, carry, out); break;              \
+    case 5: dot2xR_f32(w0, w1, x, K, k0, k1, 5, pf0, pf1, pf_phase, PF_EVERY, carry, out); break;              \
+    default: dot2xR_f32(w0, w1, x, K, k0, k1, MR_MAX, pf0, pf1, pf_phase, PF_EVERY, carry, out); break;        \
     }
+static void dot2_rows_f32(const float *w0, const float *w1, const float *x, int64_t K, int64_t k0, int64_t k1, int R,
+                          const float *pf0, const float *pf1, int pf_phase, int pf_every,
+                          float (*carry)[MR_MAX][2][8], float out[MR_MAX][2]) {
+    if (pf_every == NO_PREFETCH) { DOT2_SWITCH(R, NO_PREFETCH) }
+    else { DOT2_SWITCH(R, pf_every) }
 }
 
 static void dot4_bf16(const uint16_t *const w[ROWS], const float *x, int64_t K, float out[ROWS]) {
@@ -507,8 +525,8 @@ static void tile_f32(const product_t *p, int64_t n0) {
         const int R = (int)((p->mc - m + passes - pass - 1) / (passes - pass));
         for (int half = 0; half < ROWS; half += 2) {
             float v[MR_MAX][2];
-            dot2_rows_f32(w[half], w[half + 1], x + m * p->K, p->K, R, w[half] + ahead, w[half + 1] + ahead, pass,
-                          passes, v);
+            dot2_rows_f32(w[half], w[half + 1], x + m * p->K, p->K, 0, p->K & ~(int64_t)7, R, w[half] + ahead,
+                          w[half + 1] + ahead, pass, passes, NULL, v);
             for (int i = 0; i < R; i++)
                 for (int r = 0; r < 2 && n0 + half + r < p->N; r++) {
                     float *out = y + (m + i) * p->N + n0 + half + r;
@@ -516,6 +534,67 @@ static void tile_f32(const product_t *p, int64_t n0) {
                 }
         }
         m += R;
+    }
+}
+
+/* Rows [n_lo, n_hi) of a float32 product of many rows of x (a prompt: compute-bound). Streamed tile by tile, the
+ * MR_MAX rows of x a pair of weight rows meets come from L2 or beyond: too slow to feed the FMAs. Blocked instead
+ * (the loop order of a GEMM, without its packing: both operands are already contiguous along k):
+ *
+ *     for each block of GEMM_BLOCK weight rows            (~110 KB for K = 576: stays in L2)
+ *       for each group of <= MR_MAX rows of x              (passes of even sizes, as tile_f32's)
+ *         for each span of <= GEMM_KC of k                 (the group's span stays in L1: 6 x 512 floats = 12 KB)
+ *           for each pair of the block's rows: dot2xR_f32, the partial sums carried between spans
+ *
+ * Every output still sums in dot4_f32's order: the same bits as a row alone. */
+#define GEMM_MIN_ROWS 17 /* fewer rows of x: tile_f32 (the weights stream from memory once per call) */
+#define GEMM_BLOCK 48
+#define GEMM_KC 768
+/* The pairs of weight rows [b0, b1) against R rows of x over the span [k0, k1) (R a constant: one loop per R) */
+static inline __attribute__((always_inline)) void span_pairs_f32(const product_t *p, const float *x, float *y,
+                                                                 int64_t b0, int64_t b1, int64_t k0, int64_t k1,
+                                                                 const int R, float (*carry)[MR_MAX][2][8]) {
+    const int64_t K = p->K, N = p->N;
+    const float *W = p->W;
+    const int last = k1 == (K & ~(int64_t)7);
+    for (int64_t n = b0; n < b1; n += 2) {
+        const float *w0 = W + n * K, *w1 = W + (n + 1 < N ? n + 1 : n) * K;
+        float v[MR_MAX][2];
+        dot2xR_f32(w0, w1, x, K, k0, k1, R, w0, w1, NO_PREFETCH, NO_PREFETCH, carry + (n - b0) / 2, v);
+        if (!last) continue;
+        for (int i = 0; i < R; i++)
+            for (int r = 0; r < 2 && n + r < N; r++) {
+                float *out = y + i * N + n + r;
+                *out = p->accumulate ? *out + v[i][r] : v[i][r];
+            }
+    }
+}
+
+static void span_f32(const product_t *p, int64_t n_lo, int64_t n_hi) {
+    const int64_t K = p->K, K8 = K & ~(int64_t)7, spans = K8 ? (K8 + GEMM_KC - 1) / GEMM_KC : 1;
+    const float *x = p->x + p->m0 * K;
+    float *y = p->y + p->m0 * p->N;
+    float carry[GEMM_BLOCK / 2][MR_MAX][2][8] __attribute__((aligned(32))); /* 9 KB */
+    const int groups = (int)((p->mc + MR_MAX - 1) / MR_MAX);
+    for (int64_t b0 = n_lo; b0 < n_hi; b0 += GEMM_BLOCK) {
+        const int64_t b1 = b0 + GEMM_BLOCK < n_hi ? b0 + GEMM_BLOCK : n_hi;
+        for (int group = 0, m = 0; m < p->mc; group++) {
+            const int R = (int)((p->mc - m + groups - group - 1) / (groups - group));
+            for (int64_t s = 0; s < spans; s++) {
+                const int64_t k0 = K8 * s / spans & ~(int64_t)7, k1 = K8 * (s + 1) / spans & ~(int64_t)7;
+                const float *xm = x + m * K;
+                float *ym = y + m * p->N;
+                switch (R) {
+                case 1: span_pairs_f32(p, xm, ym, b0, b1, k0, k1, 1, carry); break;
+                case 2: span_pairs_f32(p, xm, ym, b0, b1, k0, k1, 2, carry); break;
+                case 3: span_pairs_f32(p, xm, ym, b0, b1, k0, k1, 3, carry); break;
+                case 4: span_pairs_f32(p, xm, ym, b0, b1, k0, k1, 4, carry); break;
+                case 5: span_pairs_f32(p, xm, ym, b0, b1, k0, k1, 5, carry); break;
+                default: span_pairs_f32(p, xm, ym, b0, b1, k0, k1, MR_MAX, carry); break;
+                }
+            }
+            m += R;
+        }
     }
 }
 
@@ -580,6 +659,11 @@ static void task_products(void *ctx, int ith, int nth) {
     for (int i = 0; i < g->count && t < end; i++) {
         const product_t *p = g->ps + i;
         const int64_t tiles = (p->N + ROWS - 1) / ROWS;
+        if (p->fmt == FMT_F32 && p->mc >= GEMM_MIN_ROWS) { /* this thread's rows of p at once */
+            const int64_t stop = end < base + tiles ? end : base + tiles;
+            if (t < stop) span_f32(p, (t - base) * ROWS, stop - base < tiles ? (stop - base) * ROWS : p->N);
+            t = stop > t ? stop : t;
+        }
         for (; t < end && t < base + tiles; t++) {
             const int64_t n0 = (t - base) * ROWS;
             if (p->fmt == FMT_F32) tile_f32(p, n0);
@@ -828,6 +912,29 @@ void attend_one(const float *q, const float *k, const float *v, float *out, cons
     else pool_run(task_attend, &a);
 }
 
+/* M consecutive rows of one sequence at cache slots pos .. pos + M - 1, each query row r seeing slots start(r) ..
+ * pos + r of the cache (causal; a window hides the older ones): q, out [M, H * D]; k, v: [KV, stride / D, D].
+ * One pool run for all of them, rows dealt out in turn (row r's cost grows with r: even shares). */
+typedef struct {
+    const float *q, *k, *v;
+    float *out;
+    int64_t M, H, KV, D, pos, window, stride;
+    float scale;
+} causal_args;
+
+static void task_attend_causal(void *ctx, int ith, int nth) {
+    const causal_args *a = ctx;
+    const int64_t group = a->H / a->KV;
+    float *p = malloc((a->pos + a->M + 8) * sizeof(float));
+    for (int64_t r = ith; r < a->M; r += nth) {
+        const int64_t at = a->pos + r, start = a->window > 0 && at + 1 > a->window ? at + 1 - a->window : 0;
+        for (int64_t h = 0; h < a->H; h++)
+            attend_row(a->q + (r * a->H + h) * a->D, a->k + (h / group) * a->stride, a->v + (h / group) * a->stride,
+                       NULL, start, at + 1, a->D, a->scale, p, a->out + (r * a->H + h) * a->D);
+    }
+    free(p);
+}
+
 /* ---- one decoding step of a LLaMA-family decoder -----------------------------------------------------------
  * The composition nn/model.py's Transformer runs for one new token of one sequence, with the kernels above:
  *
@@ -930,6 +1037,8 @@ static void silu_mul(float *g, const float *u, int64_t n) {
     for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+void silu_mul_inplace(float *g, const float *u, int64_t n); /* below: among the threads when long */
+
 /* The step's body for M new rows. One sequence (batched = 0): token r at cache slot slot + r, seeing the cache
  * and the tokens before it. A batch (batched = 1): row r is sequence r's one new token at slot ``slot`` of its
  * cache row, seeing that row's slots 0 .. slot except where pad [M, slot + 1] is 0 (left padding). Each row's
@@ -969,22 +1078,29 @@ static int decode_rows(const decoder_t *m, const int64_t *tokens, int64_t M, int
                 memcpy(L->k_cache + off + (j * m->max_len + at) * hd, k + r * nkv + j * hd, hd * sizeof(float));
                 memcpy(L->v_cache + off + (j * m->max_len + at) * hd, v + r * nkv + j * hd, hd * sizeof(float));
             }
-            if (!batched) {
-                const int64_t start = m->window > 0 && at + 1 > m->window ? at + 1 - m->window : 0;
-                attend_one(q + r * nq, L->k_cache, L->v_cache, att + r * nq, NULL, 1, m->n_heads, m->n_kv, at + 1, hd,
-                           start, nq, hd, row_stride, m->max_len * hd, m->scale);
-            }
         }
-        if (batched) { /* every row at once: the threads share the rows' heads */
+        /* The last layer's rows before ``first`` only leave their K and V in the cache: nothing after reads the
+         * rest of them (rows below lo skip attention, o and the FFN). */
+        const int64_t lo = l == m->n_layers - 1 ? first : 0, rows = M - lo, at = slot + lo;
+        if (!batched && rows == 1) { /* one row: the threads share its heads */
+            const int64_t start = m->window > 0 && at + 1 > m->window ? at + 1 - m->window : 0;
+            attend_one(q + lo * nq, L->k_cache, L->v_cache, att + lo * nq, NULL, 1, m->n_heads, m->n_kv, at + 1, hd,
+                       start, nq, hd, row_stride, m->max_len * hd, m->scale);
+        } else if (!batched) { /* rows: the threads share them */
+            causal_args a = {q + lo * nq, L->k_cache, L->v_cache, att + lo * nq, rows, m->n_heads, m->n_kv, hd, at,
+                             m->window, m->max_len * hd, m->scale};
+            pool_run(task_attend_causal, &a);
+        } else { /* every row at once: the threads share the rows' heads */
             const int64_t start = m->window > 0 && slot + 1 > m->window ? slot + 1 - m->window : 0;
             attend_one(q, L->k_cache, L->v_cache, att, pad, M, m->n_heads, m->n_kv, slot + 1, hd, start, nq, hd,
                        row_stride, m->max_len * hd, m->scale);
         }
-        code |= project(&L->o, att, x, M, 1);
-        rms_norm(x, L->ffn_norm, h, M, d, m->eps);
-        code |= project_all((const proj_t *[]){&L->gate, &L->up}, (float *[]){g, u}, 2, h, M, 0);
-        silu_mul(g, u, M * m->d_ff);
-        code |= project(&L->down, g, x, M, 1);
+        float *xr = x + lo * d, *hr = h + lo * d;
+        code |= project(&L->o, att + lo * nq, xr, rows, 1);
+        rms_norm(xr, L->ffn_norm, hr, rows, d, m->eps);
+        code |= project_all((const proj_t *[]){&L->gate, &L->up}, (float *[]){g, u}, 2, hr, rows, 0);
+        silu_mul_inplace(g, u, rows * m->d_ff);
+        code |= project(&L->down, g, xr, rows, 1);
     }
     if (!code) {
         rms_norm(x + first * d, m->final_norm, h, M - first, d, m->eps);

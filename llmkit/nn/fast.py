@@ -91,7 +91,8 @@ class DecodePlan:
         self.cache, self.storage, self.batch = weakref.ref(cache), (k_cache.data_ptr(), v_cache.data_ptr()), k_cache.shape[1]
         quantized = any(p.fmt >= kernels.FORMATS.index("q8_0") for layer in layers
                         for p in (layer.q, layer.k, layer.v, layer.o, layer.gate, layer.up, layer.down))
-        self.max_tokens = MAX_TOKENS_QUANTIZED if quantized else MAX_TOKENS
+        self.max_tokens = MAX_TOKENS_QUANTIZED if quantized else None  # None: any
+        self.chunk = max(1, CHUNK_BYTES // row_bytes(model.spec))  # tokens per call
         self.modules = list(model.modules())
         self.attentions = [block.attn for block in model.blocks]
 
@@ -109,16 +110,20 @@ class DecodePlan:
 
     def step(self, tokens: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """Logits [1, M, vocab] (or [1, 1, vocab] of the last, ``last_only``) of ``tokens`` [1, M] at the cache's
-        next positions, each seeing the cache and the tokens before it; the cache advances by M."""
+        next positions, each seeing the cache and the tokens before it; the cache advances by M (in calls of at
+        most ``chunk`` tokens)."""
         cache = self.cache()  # alive: decode_step checked serves() with it in hand
         ids = tokens.reshape(-1).to(torch.int64).contiguous()
         n = ids.numel()
         logits = torch.empty(1, 1 if last_only else n, self.vocab)
-        code = kernels.library().decode_tokens(ctypes.byref(self.structs), ids.data_ptr(), n, cache.length,
-                                               int(not last_only), logits.data_ptr())
-        if code:
-            raise kernels.KernelError(f"decode_tokens failed (code {code})")
-        cache.advance(n)
+        for lo in range(0, n, self.chunk):
+            hi = min(lo + self.chunk, n)
+            out = logits[0, -1:] if last_only else logits[0, lo:hi]  # last_only: each call's last row, the final one kept
+            code = kernels.library().decode_tokens(ctypes.byref(self.structs), ids[lo:].data_ptr(), hi - lo,
+                                                   cache.length, int(not last_only), out.data_ptr())
+            if code:
+                raise kernels.KernelError(f"decode_tokens failed (code {code})")
+            cache.advance(hi - lo)
         return logits
 
     def step_batch(self, tokens: torch.Tensor, positions: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
@@ -140,21 +145,29 @@ class DecodePlan:
 PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its DecodePlan (of one cache)
 
 
-# The most new tokens of one sequence one C call takes; a longer prompt goes through the modules' GEMMs.
-# Float weights: PyTorch's GEMM beats the several-row kernels beyond ~16 rows. Quantized weights: the module
-# path first dequantizes every matrix (SmolLM2 int4: ~0.35 s whatever the prompt), so the C step stays
-# ahead up to ~200 tokens (a 37-token chat prompt prefilled at ~79 tok/s through the modules).
-MAX_TOKENS = 16
+# The most new tokens of one sequence the C step takes. Float32 weights: any number (a prompt runs through the
+# blocked products of cpu.c's span_f32, in calls of at most CHUNK_BYTES of activations). Quantized weights: the
+# multi-row products unpack each block for 2 rows at a time, while the module path first dequantizes every matrix
+# (SmolLM2 int4: ~0.35 s whatever the prompt) and then runs PyTorch's GEMM: the C step stays ahead up to ~200
+# tokens (a 37-token chat prompt prefilled at ~79 tok/s through the modules).
 MAX_TOKENS_QUANTIZED = 192
+CHUNK_BYTES = 16 << 20  # the C step's activations of one call: a longer prompt goes in several calls
+
+
+def row_bytes(spec) -> int:
+    """The activations cpu.c's decode_rows holds per token: x, h, q, k, v, attention, gate, up, cos and sin."""
+    s = spec
+    return 4 * (3 * s.d_model + 2 * s.n_heads * s.d_head + 2 * s.kv_heads * s.d_head + 2 * s.d_ff + s.d_head)
 
 
 def decode_step(model: nn.Module, input_ids: torch.Tensor, cache, last_only: bool = False) -> torch.Tensor | None:
-    """Logits [1, M, vocab] of M <= plan.max_tokens tokens of one sequence through the C step (a decoding step,
-    a speculative verification, a short prompt), or None when it does not apply (the modules run)."""
-    if input_ids.dim() != 2 or input_ids.shape[0] != 1 or not 1 <= input_ids.shape[1] <= MAX_TOKENS_QUANTIZED:
+    """Logits [1, M, vocab] of M tokens of one sequence through the C step (a decoding step, a speculative
+    verification, a prompt; quantized weights: M <= MAX_TOKENS_QUANTIZED), or None when it does not apply (the
+    modules run)."""
+    if input_ids.dim() != 2 or input_ids.shape[0] != 1 or input_ids.shape[1] < 1:
         return None
     plan = usable_plan(model, input_ids, cache, input_ids.shape[1])
-    if plan is None or plan.batch != 1 or input_ids.shape[1] > plan.max_tokens:
+    if plan is None or plan.batch != 1 or (plan.max_tokens is not None and input_ids.shape[1] > plan.max_tokens):
         return None
     return plan.step(input_ids, last_only)
 

@@ -170,7 +170,7 @@ def test_several_tokens_at_once_equal_the_module_path(smollm2, precision):
 
 def test_a_quantized_model_prefills_prompts_of_up_to_192_tokens_in_c(smollm2):
     """The module path dequantizes every matrix first: for int4 the C step stays ahead up to ~200 tokens, so it
-    takes prompts up to MAX_TOKENS_QUANTIZED; float32 keeps PyTorch's GEMM beyond MAX_TOKENS."""
+    takes prompts up to MAX_TOKENS_QUANTIZED; float32 prompts of any length go through the C step."""
     prompt = torch.tensor([list(range(1000, 1040))])  # 40 tokens
     logits = {}
     for path in ("c", "modules"):
@@ -183,7 +183,39 @@ def test_a_quantized_model_prefills_prompts_of_up_to_192_tokens_in_c(smollm2):
         else:
             assert fast.PLANS[model].cache() is cache and fast.PLANS[model].max_tokens == fast.MAX_TOKENS_QUANTIZED
     assert (logits["c"] - logits["modules"]).abs().max() <= 1e-3 * logits["modules"].abs().max()
-    fp32 = smollm2["fp32"]
-    with torch.inference_mode():  # 40 > 16 float rows: not the C step's (the modules run)
-        assert fast.decode_step(fp32, prompt, ContiguousKVCache(fp32.spec, 1, 64)) is None
-        assert fast.decode_step(fp32, prompt[:, :16], ContiguousKVCache(fp32.spec, 1, 64)) is not None
+    long = torch.tensor([list(range(1000, 1000 + fast.MAX_TOKENS_QUANTIZED + 1))])
+    with torch.inference_mode():
+        assert fast.decode_step(smollm2["int4"], long, ContiguousKVCache(smollm2["int4"].spec, 1, 256)) is None
+        fp32 = smollm2["fp32"]
+        assert fast.decode_step(fp32, long, ContiguousKVCache(fp32.spec, 1, 256)) is not None
+
+
+@pytest.mark.parametrize("chunk", [None, 37])
+def test_a_long_float32_prompt_equals_the_module_path(smollm2, monkeypatch, chunk):
+    """A 300-token prompt through the C step (the blocked products, every row's attention in one pool run, the
+    last layer only for the rows asked for), whole or in calls of 37 tokens: the module path's logits, all rows
+    or the last alone, and the same keys in the cache."""
+    model = smollm2["fp32"]
+    if chunk is not None:
+        monkeypatch.setattr(fast, "CHUNK_BYTES", chunk * fast.row_bytes(model.spec))
+    prompt = torch.tensor([[(i * 7919) % 49152 for i in range(300)]])
+    got = {}
+    for path in ("c", "modules"):
+        handle = model.norm.register_forward_hook(lambda *_: None) if path == "modules" else None
+        cache, last_cache = ContiguousKVCache(model.spec, 1, 320), ContiguousKVCache(model.spec, 1, 320)
+        with torch.inference_mode():
+            all_rows = model(prompt, cache=cache)[0]  # [300, vocab]
+            last = model(prompt, cache=last_cache, last_only=True)[0, -1]
+        if handle is not None:
+            handle.remove()
+        else:
+            plan = fast.PLANS[model]
+            assert plan.serves(last_cache) and (chunk is None or plan.chunk == chunk)
+        got[path] = (all_rows, last, cache.contiguous_layout()[0][:, :, :, :300])
+    (all_rows, last, keys), modules = got["c"], got["modules"]
+    # float32 sums in another order through 30 layers: a row of these scrambled tokens drifts up to ~3e-5 of its
+    # largest logit (the last row: ~2e-6), within the 1e-4 the module path keeps to transformers
+    assert ((all_rows - modules[0]).abs().amax(-1) <= 1e-4 * modules[0].abs().amax(-1)).all()
+    assert (last - modules[1]).abs().max() <= 1e-5 * modules[1].abs().max()
+    assert torch.equal(last, all_rows[-1])  # the last layer's skipped rows change nothing of the last
+    assert ((keys - modules[2]).abs().amax((1, 2, 3, 4)) <= 1e-4 * modules[2].abs().amax((1, 2, 3, 4))).all()  # per layer
