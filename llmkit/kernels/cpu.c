@@ -914,12 +914,27 @@ void attend_one(const float *q, const float *k, const float *v, float *out, cons
 
 /* M consecutive rows of one sequence at cache slots pos .. pos + M - 1, each query row r seeing slots start(r) ..
  * pos + r of the cache (causal; a window hides the older ones): q, out [M, H * D]; k, v: [KV, stride / D, D].
- * One pool run for all of them, rows dealt out in turn (row r's cost grows with r: even shares). */
+ * One pool run for all of them.
+ *
+ * Few rows (a speculative verification), a window, or no AVX2: attend_row per row and head, rows dealt out in
+ * turn (row r's cost grows with r: even shares), the bits of a decoding step's attention. Many rows (a prompt):
+ * as two small GEMMs per tile of QT queries that share a KV head (GQA: the group's heads of consecutive rows),
+ *
+ *     S = (Q scale) K^T      [QT, L]   K^T from a transposed copy of the head's keys, 16 keys per step
+ *     P = softmax(S)                   per query over its own visible keys (the rest: 0)
+ *     O = P V                [QT, D]   16 columns of V per pass
+ *
+ * each an outer product of QT broadcast values against 16 contiguous floats into 2 QT accumulators (QT = 6:
+ * 12 registers, 8 loads per 12 FMAs), where attend_row's 8 keys against 1 query needed a reduction per key. */
+#define ATTN_TILE_MIN_ROWS 17
+#define QT 6
 typedef struct {
     const float *q, *k, *v;
     float *out;
     int64_t M, H, KV, D, pos, window, stride;
     float scale;
+    float *kt;   /* the tiled path: [KV, L16 / 16, D, 16] the keys transposed by 16, zeros past L */
+    int64_t L16; /* pos + M rounded up to 16 */
 } causal_args;
 
 static void task_attend_causal(void *ctx, int ith, int nth) {
@@ -933,6 +948,122 @@ static void task_attend_causal(void *ctx, int ith, int nth) {
                        NULL, start, at + 1, a->D, a->scale, p, a->out + (r * a->H + h) * a->D);
     }
     free(p);
+}
+
+#ifdef LLMKIT_AVX2
+/* k transposed in blocks of 16 keys: kt[g][j / 16][d][j % 16] = k[g][j][d] for j < pos + M, 0 up to L16; KV
+ * heads dealt out */
+static void task_transpose_keys(void *ctx, int ith, int nth) {
+    const causal_args *a = ctx;
+    const int64_t L = a->pos + a->M;
+    for (int64_t g = ith; g < a->KV; g += nth) {
+        float *kt = a->kt + g * a->D * a->L16;
+        const float *k = a->k + g * a->stride;
+        for (int64_t j = 0; j < a->L16; j++) /* block j / 16: [D][16] */
+            for (int64_t d = 0; d < a->D; d++) kt[(j / 16 * a->D + d) * 16 + j % 16] = j < L ? k[j * a->D + d] : 0.0f;
+    }
+}
+
+/* One tile: the n <= QT queries (row rows[i], head heads[i]) of KV head g. s: [QT, L16] scratch. */
+static void attend_tile(const causal_args *a, int64_t g, int n, const int64_t rows[QT], const int64_t heads[QT],
+                        float *s) {
+    const int64_t D = a->D, L16 = a->L16, nq = a->H * D;
+    int64_t L = 0, seen[QT];
+    float qs[QT][256] __attribute__((aligned(32))); /* the scaled queries (D <= 256) */
+    for (int i = 0; i < QT; i++) {
+        const int t = i < n ? i : n - 1; /* a short tile repeats its last query; its results are dropped */
+        seen[i] = a->pos + rows[t] + 1;
+        L = seen[i] > L ? seen[i] : L;
+        const float *q = a->q + rows[t] * nq + heads[t] * D;
+        for (int64_t d = 0; d < D; d++) qs[i][d] = q[d] * a->scale;
+    }
+    const float *kt = a->kt + g * D * L16, *v = a->v + g * a->stride;
+    for (int64_t j = 0; j < L; j += 16) { /* S = Q K^T */
+        __m256 acc[QT][2];
+        for (int i = 0; i < QT; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+        for (int64_t d = 0; d < D; d++) {
+            const __m256 k0 = _mm256_load_ps(kt + (j * D + d * 16)), k1 = _mm256_load_ps(kt + (j * D + d * 16) + 8);
+            for (int i = 0; i < QT; i++) {
+                const __m256 qd = _mm256_broadcast_ss(&qs[i][d]);
+                acc[i][0] = _mm256_fmadd_ps(qd, k0, acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(qd, k1, acc[i][1]);
+            }
+        }
+        for (int i = 0; i < QT; i++) {
+            _mm256_storeu_ps(s + i * L16 + j, acc[i][0]);
+            _mm256_storeu_ps(s + i * L16 + j + 8, acc[i][1]);
+        }
+    }
+    const int64_t L8 = (L + 7) & ~(int64_t)7;
+    for (int i = 0; i < QT; i++) { /* P = softmax(S) over each query's keys, 0 past them (up to L8) */
+        float *si = s + i * L16;
+        for (int64_t j = seen[i]; j < L8; j++) si[j] = -INFINITY;
+        __m256 top8 = _mm256_set1_ps(-INFINITY), sum8 = _mm256_setzero_ps();
+        for (int64_t j = 0; j < L8; j += 8) top8 = _mm256_max_ps(top8, _mm256_loadu_ps(si + j));
+        __m128 t4 = _mm_max_ps(_mm256_castps256_ps128(top8), _mm256_extractf128_ps(top8, 1));
+        t4 = _mm_max_ps(t4, _mm_movehl_ps(t4, t4));
+        const __m256 top = _mm256_set1_ps(_mm_cvtss_f32(_mm_max_ss(t4, _mm_movehdup_ps(t4))));
+        for (int64_t j = 0; j < L8; j += 8) {
+            const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(si + j), top));
+            _mm256_storeu_ps(si + j, e);
+            sum8 = _mm256_add_ps(sum8, e);
+        }
+        const __m256 inv = _mm256_set1_ps(1.0f / hsum(sum8));
+        for (int64_t j = 0; j < L8; j += 8) _mm256_storeu_ps(si + j, _mm256_mul_ps(_mm256_loadu_ps(si + j), inv));
+    }
+    for (int64_t c = 0; c < D; c += 16) { /* O = P V, 16 columns per pass */
+        __m256 acc[QT][2];
+        for (int i = 0; i < QT; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+        for (int64_t j = 0; j < L; j++) {
+            const __m256 v0 = _mm256_loadu_ps(v + j * D + c), v1 = _mm256_loadu_ps(v + j * D + c + 8);
+            for (int i = 0; i < QT; i++) {
+                const __m256 pj = _mm256_broadcast_ss(s + i * L16 + j);
+                acc[i][0] = _mm256_fmadd_ps(pj, v0, acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(pj, v1, acc[i][1]);
+            }
+        }
+        float o[QT][16] __attribute__((aligned(32))); /* every accumulator stored at a constant index: in registers */
+        for (int i = 0; i < QT; i++) {
+            _mm256_store_ps(o[i], acc[i][0]);
+            _mm256_store_ps(o[i] + 8, acc[i][1]);
+        }
+        for (int i = 0; i < n; i++) memcpy(a->out + rows[i] * nq + heads[i] * D + c, o[i], sizeof o[i]);
+    }
+}
+
+/* Tiles of QT queries of one KV head: its group's heads of consecutive rows, in order; tile t to thread t % nth
+ * (consecutive tiles cost about the same: even shares). */
+static void task_attend_tiles(void *ctx, int ith, int nth) {
+    const causal_args *a = ctx;
+    const int64_t group = a->H / a->KV, per_head = a->M * group, tiles = (per_head + QT - 1) / QT;
+    float *s = aligned_alloc(32, QT * a->L16 * sizeof(float));
+    if (!s) return;
+    for (int64_t t = ith; t < a->KV * tiles; t += nth) {
+        const int64_t g = t % a->KV, first = (t / a->KV) * QT;
+        int64_t rows[QT], heads[QT];
+        int n = 0;
+        for (int64_t e = first; e < per_head && n < QT; e++, n++) rows[n] = e / group, heads[n] = g * group + e % group;
+        attend_tile(a, g, n, rows, heads, s);
+    }
+    free(s);
+}
+#endif
+
+/* The M rows' attention (see causal_args): 0, or -2 (out of memory). */
+static int attend_causal(causal_args *a) {
+#ifdef LLMKIT_AVX2
+    if (a->M >= ATTN_TILE_MIN_ROWS && a->window == 0 && a->D % 16 == 0 && a->D <= 256) {
+        a->L16 = (a->pos + a->M + 15) & ~(int64_t)15;
+        a->kt = aligned_alloc(32, a->KV * a->D * a->L16 * sizeof(float));
+        if (!a->kt) return -2;
+        pool_run(task_transpose_keys, a);
+        pool_run(task_attend_tiles, a);
+        free(a->kt);
+        return 0;
+    }
+#endif
+    pool_run(task_attend_causal, a);
+    return 0;
 }
 
 /* ---- one decoding step of a LLaMA-family decoder -----------------------------------------------------------
@@ -1088,8 +1219,8 @@ static int decode_rows(const decoder_t *m, const int64_t *tokens, int64_t M, int
                        start, nq, hd, row_stride, m->max_len * hd, m->scale);
         } else if (!batched) { /* rows: the threads share them */
             causal_args a = {q + lo * nq, L->k_cache, L->v_cache, att + lo * nq, rows, m->n_heads, m->n_kv, hd, at,
-                             m->window, m->max_len * hd, m->scale};
-            pool_run(task_attend_causal, &a);
+                             m->window, m->max_len * hd, m->scale, NULL, 0};
+            code |= attend_causal(&a);
         } else { /* every row at once: the threads share the rows' heads */
             const int64_t start = m->window > 0 && slot + 1 > m->window ? slot + 1 - m->window : 0;
             attend_one(q, L->k_cache, L->v_cache, att, pad, M, m->n_heads, m->n_kv, slot + 1, hd, start, nq, hd,
