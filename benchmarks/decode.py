@@ -3,7 +3,8 @@
 For each engine, in its own process (so peak RSS is its own), 2 threads: start-up to first token
 (process start -> first new token of the first run), prefill tokens/s on a 300-token prompt,
 decode tokens/s over 128 greedy new tokens (prefill excluded), and peak RSS. Each process
-generates twice and reports the second (warm) run; the engines' processes take turns for
+generates ``--runs`` times (4) and reports the median of the runs after the first (which warms up:
+one 300-token prefill is ~0.7 s, and a single one of them moved by +-20%); the engines' processes take turns for
 ``--rounds`` rounds (this VM's speed drifts by +-20% over minutes: interleaving gives every engine
 the same drift) and each figure is the median over rounds (peak RSS: the largest).
 llama.cpp on the same GGUF joins when ``llama_cpp`` is importable.
@@ -233,7 +234,7 @@ def median_row(rounds: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="rounds of one process per engine, taking turns")
-    parser.add_argument("--runs", type=int, default=2, help="generations per process (the first warms up)")
+    parser.add_argument("--runs", type=int, default=4, help="generations per process (the first warms up)")
     parser.add_argument("--precisions", default="fp32,bf16,int8,int4")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "decode.json"))
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)

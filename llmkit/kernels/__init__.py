@@ -10,8 +10,9 @@ of dispatch. These kernels do the same arithmetic (tests/kernels/ hold each to i
     silu_mul_(g, u)           g = silu(g) * u, SwiGLU's product, in place
     rope_half_(x, cos, sin)   in place, the half-split rotation of position.apply_rope_half
     attend_one(q, k, v, ...)  one query per head over a KV cache: GQA, key padding, window start
-    decode_tokens (nn/fast.py) up to 16 tokens of one sequence of a LLaMA-family decoder, all of the above
-                              composed; decode_batch: one new token for each sequence of a (left-padded) batch
+    decode_tokens (nn/fast.py) new tokens of one sequence of a LLaMA-family decoder, all of the above composed
+                              (a decoding step, a verification, a whole float32 prompt: blocked products and
+                              tiled attention); decode_batch: one new token for each sequence of a (left-padded) batch
     BPEMerger                 tokenize/bpe.py's merge loop over a hash table of the merges
 
 The C file is compiled on first use with the system compiler (``cc -O3 -march=native``) into
@@ -45,7 +46,8 @@ SOURCE = Path(__file__).with_name("cpu.c")
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-shared", "-fPIC", "-std=c11", "-pthread")
 FORMATS = ("f32", "bf16", "q8_0", "q4_1")  # cpu.c's FMT_* codes are the indices
 GGML_FORMATS = {"F32": "f32", "BF16": "bf16", "Q8_0": "q8_0", "Q4_1": "q4_1"}  # GGML type -> the format it is
-MATVEC_MAX_ROWS = 16  # matrix products of more rows (a prefill) are compute-bound: PyTorch's GEMM does them
+MATVEC_MAX_ROWS = 16  # the module path's products of more rows (a prefill) go to PyTorch's GEMM: our pool
+# stays idle while PyTorch's threads run (cpu.c's pool_enabled); the C step's prompts use cpu.c's span_f32
 QK = 32  # weights per GGML block
 BLOCK_BYTES = {"q8_0": 34, "q4_1": 20}
 

@@ -4,9 +4,12 @@
  * documents each). Pointers in, results out; nothing allocated survives a call.
  *
  *   matvec_*     y[m, n] (+)= sum_k W[n, k] x[m, k]        W as f32 | bf16 | GGML Q8_0 | GGML Q4_1 rows
+ *                (f32, 17 rows and more: span_f32, a blocked product with the same bits per row)
  *   rms_norm     y = x / sqrt(mean(x^2) + eps) * g          (Zhang & Sennrich 2019)
  *   rope_half    (a, b) -> (a cos - b sin, b cos + a sin)   half-split pairs, in place (Su et al. 2021)
  *   attend_one   softmax(q K^T * scale) V for one query row per head, GQA, key padding, window start
+ *   decode_tokens / decode_batch   a LLaMA-family decoder's step over new rows, all of the above composed
+ *                (a prompt's rows: attend_causal's tiles of queries sharing a KV head)
  *
  * GGML blocks (ggml-common.h), 32 weights each, rows of K/32 blocks:
  *   Q8_0  34 bytes: d (f16), qs[32] (int8)                   w_j = d * qs[j]

@@ -73,7 +73,7 @@ def test_the_c_step_keeps_the_sliding_window_and_biases():
 
 @pytest.fixture(scope="module")
 def smollm2(smollm2_gguf):
-    return {precision: load(smollm2_gguf, precision).model for precision in ("fp32", "int4")}
+    return {precision: load(smollm2_gguf, precision).model for precision in ("fp32", "bf16", "int4")}
 
 
 def test_the_c_step_equals_the_module_path_on_smollm2(smollm2):
@@ -183,7 +183,8 @@ def test_several_tokens_at_once_equal_the_module_path(smollm2, precision):
 
 def test_a_quantized_model_prefills_prompts_of_up_to_192_tokens_in_c(smollm2):
     """The module path dequantizes every matrix first: for int4 the C step stays ahead up to ~200 tokens, so it
-    takes prompts up to MAX_TOKENS_QUANTIZED; float32 prompts of any length go through the C step."""
+    takes prompts up to MAX_TOKENS_QUANTIZED; float32 prompts of any length go through the C step, bfloat16 ones
+    up to MAX_TOKENS_BF16."""
     prompt = torch.tensor([list(range(1000, 1040))])  # 40 tokens
     logits = {}
     for path in ("c", "modules"):
@@ -201,6 +202,9 @@ def test_a_quantized_model_prefills_prompts_of_up_to_192_tokens_in_c(smollm2):
         assert fast.decode_step(smollm2["int4"], long, ContiguousKVCache(smollm2["int4"].spec, 1, 256)) is None
         fp32 = smollm2["fp32"]
         assert fast.decode_step(fp32, long, ContiguousKVCache(fp32.spec, 1, 256)) is not None
+        bf16 = smollm2["bf16"]  # one row at a time in C: PyTorch's GEMM for more than MAX_TOKENS_BF16
+        assert fast.decode_step(bf16, long[:, : fast.MAX_TOKENS_BF16 + 1], ContiguousKVCache(bf16.spec, 1, 32)) is None
+        assert fast.decode_step(bf16, long[:, : fast.MAX_TOKENS_BF16], ContiguousKVCache(bf16.spec, 1, 32)) is not None
 
 
 @pytest.mark.parametrize("chunk", [None, 37])
