@@ -546,7 +546,7 @@ static void tile_f32(const product_t *p, int64_t n0) {
  *
  *     for each block of GEMM_BLOCK weight rows            (~110 KB for K = 576: stays in L2)
  *       for each group of <= MR_MAX rows of x              (passes of even sizes, as tile_f32's)
- *         for each span of <= GEMM_KC of k                 (the group's span stays in L1: 6 x 512 floats = 12 KB)
+ *         for each span of <= GEMM_KC of k                 (the group's span stays in L1: 6 x 768 floats = 18 KB)
  *           for each pair of the block's rows: dot2xR_f32, the partial sums carried between spans
  *
  * Every output still sums in dot4_f32's order: the same bits as a row alone. */
@@ -574,7 +574,11 @@ static inline __attribute__((always_inline)) void span_pairs_f32(const product_t
 }
 
 static void span_f32(const product_t *p, int64_t n_lo, int64_t n_hi) {
+#ifdef LLMKIT_AVX2
     const int64_t K = p->K, K8 = K & ~(int64_t)7, spans = K8 ? (K8 + GEMM_KC - 1) / GEMM_KC : 1;
+#else /* the plain kernel sums all of k at once */
+    const int64_t K = p->K, K8 = K & ~(int64_t)7, spans = 1;
+#endif
     const float *x = p->x + p->m0 * K;
     float *y = p->y + p->m0 * p->N;
     float carry[GEMM_BLOCK / 2][MR_MAX][2][8] __attribute__((aligned(32))); /* 9 KB */
@@ -936,21 +940,21 @@ typedef struct {
     float *out;
     int64_t M, H, KV, D, pos, window, stride;
     float scale;
-    float *kt;   /* the tiled path: [KV, L16 / 16, D, 16] the keys transposed by 16, zeros past L */
-    int64_t L16; /* pos + M rounded up to 16 */
+    float *kt;      /* the tiled path: [KV, L16 / 16, D, 16] the keys transposed by 16, zeros past L */
+    int64_t L16;    /* pos + M rounded up to 16 */
+    float *scratch; /* per thread: scores of QT queries [QT, L16] (tiles), or of one row [L16 + 8] */
 } causal_args;
 
 static void task_attend_causal(void *ctx, int ith, int nth) {
     const causal_args *a = ctx;
     const int64_t group = a->H / a->KV;
-    float *p = malloc((a->pos + a->M + 8) * sizeof(float));
+    float *p = a->scratch + ith * (a->L16 + 8);
     for (int64_t r = ith; r < a->M; r += nth) {
         const int64_t at = a->pos + r, start = a->window > 0 && at + 1 > a->window ? at + 1 - a->window : 0;
         for (int64_t h = 0; h < a->H; h++)
             attend_row(a->q + (r * a->H + h) * a->D, a->k + (h / group) * a->stride, a->v + (h / group) * a->stride,
                        NULL, start, at + 1, a->D, a->scale, p, a->out + (r * a->H + h) * a->D);
     }
-    free(p);
 }
 
 #ifdef LLMKIT_AVX2
@@ -1039,8 +1043,7 @@ static void attend_tile(const causal_args *a, int64_t g, int n, const int64_t ro
 static void task_attend_tiles(void *ctx, int ith, int nth) {
     const causal_args *a = ctx;
     const int64_t group = a->H / a->KV, per_head = a->M * group, tiles = (per_head + QT - 1) / QT;
-    float *s = aligned_alloc(32, QT * a->L16 * sizeof(float));
-    if (!s) return;
+    float *s = a->scratch + ith * QT * a->L16;
     for (int64_t t = ith; t < a->KV * tiles; t += nth) {
         const int64_t g = t % a->KV, first = (t / a->KV) * QT;
         int64_t rows[QT], heads[QT];
@@ -1048,24 +1051,31 @@ static void task_attend_tiles(void *ctx, int ith, int nth) {
         for (int64_t e = first; e < per_head && n < QT; e++, n++) rows[n] = e / group, heads[n] = g * group + e % group;
         attend_tile(a, g, n, rows, heads, s);
     }
-    free(s);
 }
 #endif
 
 /* The M rows' attention (see causal_args): 0, or -2 (out of memory). */
 static int attend_causal(causal_args *a) {
+    a->L16 = (a->pos + a->M + 15) & ~(int64_t)15;
+    const int64_t threads = pool.n > 1 ? pool.n : 1;
 #ifdef LLMKIT_AVX2
     if (a->M >= ATTN_TILE_MIN_ROWS && a->window == 0 && a->D % 16 == 0 && a->D <= 256) {
-        a->L16 = (a->pos + a->M + 15) & ~(int64_t)15;
         a->kt = aligned_alloc(32, a->KV * a->D * a->L16 * sizeof(float));
-        if (!a->kt) return -2;
-        pool_run(task_transpose_keys, a);
-        pool_run(task_attend_tiles, a);
+        a->scratch = aligned_alloc(32, threads * QT * a->L16 * sizeof(float));
+        if (a->kt && a->scratch) {
+            pool_run(task_transpose_keys, a);
+            pool_run(task_attend_tiles, a);
+        }
+        const int code = a->kt && a->scratch ? 0 : -2;
         free(a->kt);
-        return 0;
+        free(a->scratch);
+        return code;
     }
 #endif
+    a->scratch = malloc(threads * (a->L16 + 8) * sizeof(float));
+    if (!a->scratch) return -2;
     pool_run(task_attend_causal, a);
+    free(a->scratch);
     return 0;
 }
 
@@ -1222,7 +1232,7 @@ static int decode_rows(const decoder_t *m, const int64_t *tokens, int64_t M, int
                        start, nq, hd, row_stride, m->max_len * hd, m->scale);
         } else if (!batched) { /* rows: the threads share them */
             causal_args a = {q + lo * nq, L->k_cache, L->v_cache, att + lo * nq, rows, m->n_heads, m->n_kv, hd, at,
-                             m->window, m->max_len * hd, m->scale, NULL, 0};
+                             m->window, m->max_len * hd, m->scale, NULL, 0, NULL};
             code |= attend_causal(&a);
         } else { /* every row at once: the threads share the rows' heads */
             const int64_t start = m->window > 0 && slot + 1 > m->window ? slot + 1 - m->window : 0;
