@@ -293,7 +293,7 @@ static inline __attribute__((always_inline)) void dot2xR_f32(const float *w0, co
             a[m][1] = _mm256_fmadd_ps(v1, xv, a[m][1]);
         }
     }
-    if (k1 < K8) {
+    if (carry && k1 < K8) {
         for (int m = 0; m < R; m++)
             for (int j = 0; j < 2; j++) _mm256_storeu_ps((*carry)[m][j], a[m][j]);
         return;
@@ -540,7 +540,32 @@ static void tile_f32(const product_t *p, int64_t n0) {
     }
 }
 
-/* Rows [n_lo, n_hi) of a float32 product of many rows of x (a prompt: compute-bound). Streamed tile by tile, the
+enum { FMT_F32 = 0, FMT_BF16 = 1, FMT_Q8_0 = 2, FMT_Q4_1 = 3 };
+
+/* row r of W [*, k] held as fmt, as float32 (the GGML formats: gguf.quants.dequantize's values) */
+static void row_f32(int64_t fmt, const void *w, int64_t k, int64_t r, float *out) {
+    const int64_t nb = k / QK;
+    if (fmt == FMT_F32) memcpy(out, (const float *)w + r * k, k * sizeof(float));
+    else if (fmt == FMT_BF16)
+        for (int64_t i = 0; i < k; i++) out[i] = bf16_to_f32(((const uint16_t *)w)[r * k + i]);
+    else if (fmt == FMT_Q8_0)
+        for (int64_t b = 0; b < nb; b++) {
+            const block_q8_0 *blk = (const block_q8_0 *)w + r * nb + b;
+            const float d = f16_to_f32(blk->d);
+            for (int j = 0; j < QK; j++) out[b * QK + j] = blk->qs[j] * d;
+        }
+    else
+        for (int64_t b = 0; b < nb; b++) {
+            const block_q4_1 *blk = (const block_q4_1 *)w + r * nb + b;
+            const float d = f16_to_f32(blk->d), m = f16_to_f32(blk->m);
+            for (int j = 0; j < QK / 2; j++) {
+                out[b * QK + j] = d * (blk->qs[j] & 15) + m;
+                out[b * QK + j + QK / 2] = d * (blk->qs[j] >> 4) + m;
+            }
+        }
+}
+
+/* Rows [n_lo, n_hi) of a product of many rows of x (a prompt: compute-bound), in float32. Streamed tile by tile, the
  * MR_MAX rows of x a pair of weight rows meets come from L2 or beyond: too slow to feed the FMAs. Blocked instead
  * (the loop order of a GEMM, without its packing: both operands are already contiguous along k):
  *
@@ -549,19 +574,20 @@ static void tile_f32(const product_t *p, int64_t n0) {
  *         for each span of <= GEMM_KC of k                 (the group's span stays in L1: 6 x 768 floats = 18 KB)
  *           for each pair of the block's rows: dot2xR_f32, the partial sums carried between spans
  *
- * Every output still sums in dot4_f32's order: the same bits as a row alone. */
-#define GEMM_MIN_ROWS 17 /* fewer rows of x: tile_f32 (the weights stream from memory once per call) */
+ * Every output still sums in dot4_f32's order: the same bits as a row alone. Weights in another format are
+ * converted a block at a time into ``block`` [GEMM_BLOCK, K] (the thread's own; it stays in L2 for the block's
+ * groups): exact float32 products of the dequantized weights, as the module path's GEMM computes them. */
+#define GEMM_MIN_ROWS 17 /* fewer rows of x: the tiles (the weights stream from memory once per call) */
 #define GEMM_BLOCK 48
 #define GEMM_KC 768
 /* The pairs of weight rows [b0, b1) against R rows of x over the span [k0, k1) (R a constant: one loop per R) */
-static inline __attribute__((always_inline)) void span_pairs_f32(const product_t *p, const float *x, float *y,
-                                                                 int64_t b0, int64_t b1, int64_t k0, int64_t k1,
-                                                                 const int R, float (*carry)[MR_MAX][2][8]) {
+static inline __attribute__((always_inline)) void span_pairs_f32(const product_t *p, const float *wb, const float *x,
+                                                                 float *y, int64_t b0, int64_t b1, int64_t k0,
+                                                                 int64_t k1, const int R, float (*carry)[MR_MAX][2][8]) {
     const int64_t K = p->K, N = p->N;
-    const float *W = p->W;
     const int last = k1 == (K & ~(int64_t)7);
-    for (int64_t n = b0; n < b1; n += 2) {
-        const float *w0 = W + n * K, *w1 = W + (n + 1 < N ? n + 1 : n) * K;
+    for (int64_t n = b0; n < b1; n += 2) { /* wb: row b0 */
+        const float *w0 = wb + (n - b0) * K, *w1 = wb + ((n + 1 < N ? n + 1 : n) - b0) * K;
         float v[MR_MAX][2];
         dot2xR_f32(w0, w1, x, K, k0, k1, R, w0, w1, NO_PREFETCH, NO_PREFETCH, carry + (n - b0) / 2, v);
         if (!last) continue;
@@ -573,7 +599,7 @@ static inline __attribute__((always_inline)) void span_pairs_f32(const product_t
     }
 }
 
-static void span_f32(const product_t *p, int64_t n_lo, int64_t n_hi) {
+static void span_f32(const product_t *p, int64_t n_lo, int64_t n_hi, float *block) {
 #ifdef LLMKIT_AVX2
     const int64_t K = p->K, K8 = K & ~(int64_t)7, spans = K8 ? (K8 + GEMM_KC - 1) / GEMM_KC : 1;
 #else /* the plain kernel sums all of k at once */
@@ -585,6 +611,8 @@ static void span_f32(const product_t *p, int64_t n_lo, int64_t n_hi) {
     const int groups = (int)((p->mc + MR_MAX - 1) / MR_MAX);
     for (int64_t b0 = n_lo; b0 < n_hi; b0 += GEMM_BLOCK) {
         const int64_t b1 = b0 + GEMM_BLOCK < n_hi ? b0 + GEMM_BLOCK : n_hi;
+        const float *wb = p->fmt == FMT_F32 ? (const float *)p->W + b0 * K : block;
+        for (int64_t r = b0; p->fmt != FMT_F32 && r < b1; r++) row_f32(p->fmt, p->W, K, r, block + (r - b0) * K);
         for (int group = 0, m = 0; m < p->mc; group++) {
             const int R = (int)((p->mc - m + groups - group - 1) / (groups - group));
             for (int64_t s = 0; s < spans; s++) {
@@ -592,12 +620,12 @@ static void span_f32(const product_t *p, int64_t n_lo, int64_t n_hi) {
                 const float *xm = x + m * K;
                 float *ym = y + m * p->N;
                 switch (R) {
-                case 1: span_pairs_f32(p, xm, ym, b0, b1, k0, k1, 1, carry); break;
-                case 2: span_pairs_f32(p, xm, ym, b0, b1, k0, k1, 2, carry); break;
-                case 3: span_pairs_f32(p, xm, ym, b0, b1, k0, k1, 3, carry); break;
-                case 4: span_pairs_f32(p, xm, ym, b0, b1, k0, k1, 4, carry); break;
-                case 5: span_pairs_f32(p, xm, ym, b0, b1, k0, k1, 5, carry); break;
-                default: span_pairs_f32(p, xm, ym, b0, b1, k0, k1, MR_MAX, carry); break;
+                case 1: span_pairs_f32(p, wb, xm, ym, b0, b1, k0, k1, 1, carry); break;
+                case 2: span_pairs_f32(p, wb, xm, ym, b0, b1, k0, k1, 2, carry); break;
+                case 3: span_pairs_f32(p, wb, xm, ym, b0, b1, k0, k1, 3, carry); break;
+                case 4: span_pairs_f32(p, wb, xm, ym, b0, b1, k0, k1, 4, carry); break;
+                case 5: span_pairs_f32(p, wb, xm, ym, b0, b1, k0, k1, 5, carry); break;
+                default: span_pairs_f32(p, wb, xm, ym, b0, b1, k0, k1, MR_MAX, carry); break;
                 }
             }
             m += R;
@@ -647,11 +675,10 @@ static void tile_bf16(const product_t *p, int64_t n0) {
 QUANTIZED_TILE(tile_q8_0, block_q8_0, DOT_Q8_0)
 QUANTIZED_TILE(tile_q4_1, block_q4_1, dot_q4_1)
 
-enum { FMT_F32 = 0, FMT_BF16 = 1, FMT_Q8_0 = 2, FMT_Q4_1 = 3 };
-
 typedef struct {
     const product_t *ps;
     int count;
+    float *blocks; /* many rows of x and weights not in float32: per thread [GEMM_BLOCK, K] (span_f32) */
 } products_t;
 
 /* The tiles of all the products, numbered one after another, split evenly among the threads. */
@@ -666,9 +693,11 @@ static void task_products(void *ctx, int ith, int nth) {
     for (int i = 0; i < g->count && t < end; i++) {
         const product_t *p = g->ps + i;
         const int64_t tiles = (p->N + ROWS - 1) / ROWS;
-        if (p->fmt == FMT_F32 && p->mc >= GEMM_MIN_ROWS) { /* this thread's rows of p at once */
+        if (p->mc >= GEMM_MIN_ROWS) { /* this thread's rows of p at once */
             const int64_t stop = end < base + tiles ? end : base + tiles;
-            if (t < stop) span_f32(p, (t - base) * ROWS, stop - base < tiles ? (stop - base) * ROWS : p->N);
+            if (t < stop)
+                span_f32(p, (t - base) * ROWS, stop - base < tiles ? (stop - base) * ROWS : p->N,
+                         g->blocks ? g->blocks + ith * GEMM_BLOCK * p->K : NULL);
             t = stop > t ? stop : t;
         }
         for (; t < end && t < base + tiles; t++) {
@@ -682,37 +711,42 @@ static void task_products(void *ctx, int ith, int nth) {
     }
 }
 
-/* Every ps[i] (fmt, N, K, W, y, accumulate set; all with the same K) against x [M, K], in one pool run per
- * chunk of M_CHUNK rows. 0, or -1 (a quantized format and K not a multiple of 32), -2 (out of memory),
- * -3 (an unknown format). */
+/* Every ps[i] (fmt, N, K, W, y, accumulate set; all with the same K) against x [M, K]. Few rows: in one pool run
+ * per chunk of M_CHUNK rows (quantized weights: against an int16 copy of the chunk). GEMM_MIN_ROWS and more: in
+ * one pool run, span_f32 (weights not in float32 converted a block at a time). 0, or -1 (a quantized format and
+ * K not a multiple of 32), -2 (out of memory), -3 (an unknown format). */
 static int run_products(product_t *ps, int count, const float *x, int64_t M) {
     const int64_t K = ps[0].K, nb = K / QK;
-    int quantized = 0;
+    int quantized = 0, converted = 0;
     for (int i = 0; i < count; i++) {
         if (ps[i].fmt < FMT_F32 || ps[i].fmt > FMT_Q4_1) return -3;
         quantized |= ps[i].fmt >= FMT_Q8_0;
+        converted |= ps[i].fmt != FMT_F32;
     }
     if (quantized && K % QK) return -1;
-    const int64_t chunk = !quantized ? M : (M < M_CHUNK ? M : M_CHUNK);
+    const int span = M >= GEMM_MIN_ROWS;
+    const int64_t chunk = span || !quantized ? M : (M < M_CHUNK ? M : M_CHUNK);
     int16_t *xq = NULL;
-    float *sx = NULL, *sxq = NULL;
-    if (quantized) {
+    float *sx = NULL, *sxq = NULL, *blocks = NULL;
+    if (quantized && !span) {
         xq = malloc(chunk * K * sizeof(int16_t));
         sx = malloc(chunk * nb * sizeof(float));
         sxq = malloc(chunk * nb * sizeof(float));
         if (!xq || !sx || !sxq) { free(xq); free(sx); free(sxq); return -2; }
     }
+    if (span && converted && !(blocks = malloc((pool.n > 1 ? pool.n : 1) * GEMM_BLOCK * K * sizeof(float))))
+        return -2;
     for (int64_t m0 = 0; m0 < M; m0 += chunk) {
         const int64_t mc = M - m0 < chunk ? M - m0 : chunk;
-        if (quantized) quantize_rows_i16(x + m0 * K, mc, K, xq, sx, sxq);
+        if (xq) quantize_rows_i16(x + m0 * K, mc, K, xq, sx, sxq);
         for (int i = 0; i < count; i++) {
             ps[i].x = x, ps[i].xq = xq, ps[i].sx = sx, ps[i].sxq = sxq;
             ps[i].m0 = m0, ps[i].mc = mc;
         }
-        products_t g = {ps, count};
+        products_t g = {ps, count, blocks};
         pool_run(task_products, &g);
     }
-    free(xq); free(sx); free(sxq);
+    free(xq); free(sx); free(sxq); free(blocks);
     return 0;
 }
 
@@ -1132,27 +1166,7 @@ static int project(const proj_t *p, const float *x, float *y, int64_t M, int acc
 }
 
 /* row r of a table [n, k] held as fmt, as float32 */
-static void table_row(const proj_t *t, int64_t r, float *out) {
-    const int64_t k = t->k, nb = k / QK;
-    if (t->fmt == FMT_F32) memcpy(out, (const float *)t->w + r * k, k * sizeof(float));
-    else if (t->fmt == FMT_BF16)
-        for (int64_t i = 0; i < k; i++) out[i] = bf16_to_f32(((const uint16_t *)t->w)[r * k + i]);
-    else if (t->fmt == FMT_Q8_0)
-        for (int64_t b = 0; b < nb; b++) {
-            const block_q8_0 *blk = (const block_q8_0 *)t->w + r * nb + b;
-            const float d = f16_to_f32(blk->d);
-            for (int j = 0; j < QK; j++) out[b * QK + j] = blk->qs[j] * d;
-        }
-    else
-        for (int64_t b = 0; b < nb; b++) {
-            const block_q4_1 *blk = (const block_q4_1 *)t->w + r * nb + b;
-            const float d = f16_to_f32(blk->d), m = f16_to_f32(blk->m);
-            for (int j = 0; j < QK / 2; j++) {
-                out[b * QK + j] = d * (blk->qs[j] & 15) + m;
-                out[b * QK + j + QK / 2] = d * (blk->qs[j] >> 4) + m;
-            }
-        }
-}
+static void table_row(const proj_t *t, int64_t r, float *out) { row_f32(t->fmt, t->w, t->k, r, out); }
 
 /* the half-split rotation of heads [n, d_head] at one position (cos, sin: [d_rot / 2]) */
 static void rope_heads(float *x, int64_t n, int64_t d_head, int64_t d_rot, const float *c, const float *s) {

@@ -4,14 +4,14 @@ The module path costs ~40 PyTorch ops and a dozen module calls per layer, each a
 for a small model that is most of a token's time. :class:`DecodePlan` gathers, once per KV cache, the
 pointers the C step needs (weights in their formats, norms, the cache's per-layer K/V) and
 :meth:`Transformer.forward <llmkit.nn.model.Transformer.forward>` hands it batch-1 calls of new tokens
-(decoding steps, speculative verifications, prompts: any length for float32 weights, in calls of at most
-CHUNK_BYTES of activations; up to MAX_TOKENS_QUANTIZED for quantized ones, MAX_TOKENS_BF16 for bfloat16)
-and batched steps of one new token per sequence (left-padded batches, beams: ``decode_batch_step``).
+(decoding steps, speculative verifications, prompts of any length, in calls of at most CHUNK_BYTES of
+activations) and batched steps of one new token per sequence (left-padded batches, beams:
+``decode_batch_step``).
 
-A float32 prompt is compute-bound: there the C step runs blocked products (cpu.c's span_f32, as fast as
-PyTorch's MKL GEMM on this machine) and a tiled causal attention, with no PyTorch op or OpenMP barrier
-between them, and the last layer only for the rows whose logits are asked for (SmolLM2, 300 tokens:
-~0.6 s against ~0.75 s through the modules).
+A prompt is compute-bound: there the C step runs blocked float32 products (cpu.c's span_f32, as fast as
+PyTorch's MKL GEMM on this machine; bfloat16 and quantized weights converted 48 rows at a time) and a
+tiled causal attention, with no PyTorch op or OpenMP barrier between them, and the last layer only for
+the rows whose logits are asked for (SmolLM2, 300 tokens: ~0.6 s against ~0.75 s through the modules).
 
 The step is the same composition as Block.forward (pre-norm RMSNorm, RoPE on q and k, GQA attention over
 the cache, SwiGLU) on the same kernels the modules use; tests/nn/test_fast.py holds its logits to the
@@ -95,10 +95,6 @@ class DecodePlan:
         self.vocab, self.structs, self.layers, self.keep = structs.head.n, structs, layers, keep  # the head's rows
         k_cache, v_cache = cache.contiguous_layout()  # [n_layers, batch, n_kv, max_len, d_head] each
         self.cache, self.storage, self.batch = weakref.ref(cache), (k_cache.data_ptr(), v_cache.data_ptr()), k_cache.shape[1]
-        fmts = {kernels.FORMATS[p.fmt] for layer in layers
-                for p in (layer.q, layer.k, layer.v, layer.o, layer.gate, layer.up, layer.down)}
-        self.max_tokens = (MAX_TOKENS_QUANTIZED if fmts & {"q8_0", "q4_1"} else MAX_TOKENS_BF16 if "bf16" in fmts
-                           else None)  # None: any
         self.chunk = max(1, CHUNK_BYTES // row_bytes(model.spec))  # tokens per call
         self.modules = list(model.modules())
         self.attentions = [block.attn for block in model.blocks]
@@ -152,14 +148,9 @@ class DecodePlan:
 PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its DecodePlan (of one cache)
 
 
-# The most new tokens of one sequence the C step takes. Float32 weights: any number (a prompt runs through the
-# blocked products of cpu.c's span_f32, in calls of at most CHUNK_BYTES of activations). Quantized weights: the
-# multi-row products unpack each block for 2 rows at a time, while the module path first dequantizes every matrix
-# (SmolLM2 int4: ~0.35 s whatever the prompt) and then runs PyTorch's GEMM: the C step stays ahead up to ~200
-# tokens (a 37-token chat prompt prefilled at ~79 tok/s through the modules). bfloat16 weights: the C step takes one
-# row at a time, PyTorch's GEMM beats it beyond ~16 rows.
-MAX_TOKENS_QUANTIZED = 192
-MAX_TOKENS_BF16 = 16
+# A prompt of any length runs through the C step, in calls of at most CHUNK_BYTES of activations (~640 tokens of
+# SmolLM2). 17 rows and more: blocked products, the weights in another format than float32 converted a block of
+# 48 rows at a time (through the modules, quantized weights were dequantized whole first: SmolLM2 int4 ~0.35 s).
 CHUNK_BYTES = 16 << 20  # the C step's activations of one call: a longer prompt goes in several calls
 
 
@@ -171,12 +162,11 @@ def row_bytes(spec) -> int:
 
 def decode_step(model: nn.Module, input_ids: torch.Tensor, cache, last_only: bool = False) -> torch.Tensor | None:
     """Logits [1, M, vocab] of M tokens of one sequence through the C step (a decoding step, a speculative
-    verification, a prompt; quantized weights: M <= MAX_TOKENS_QUANTIZED, bfloat16: MAX_TOKENS_BF16), or None when
-    it does not apply (the modules run)."""
+    verification, a prompt), or None when it does not apply (the modules run)."""
     if input_ids.dim() != 2 or input_ids.shape[0] != 1 or input_ids.shape[1] < 1:
         return None
     plan = usable_plan(model, input_ids, cache, input_ids.shape[1])
-    if plan is None or plan.batch != 1 or (plan.max_tokens is not None and input_ids.shape[1] > plan.max_tokens):
+    if plan is None or plan.batch != 1:
         return None
     return plan.step(input_ids, last_only)
 

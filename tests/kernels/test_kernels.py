@@ -62,7 +62,7 @@ def int16_error_bound(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("fmt", ["q8_0", "q4_1"])
-@pytest.mark.parametrize("m", [1, 3, 4, 70])  # 70 rows: the activations are taken in chunks of 64
+@pytest.mark.parametrize("m", [1, 3, 4, 16, 17, 70])  # 17 and more: float32 products of blocks of dequantized rows
 def test_quantized_matvec_equals_the_dequantized_product(fmt, m):
     n, k = 45, 256
     w = torch.randn(n, k, generator=gen(0)) * torch.linspace(0.01, 3, n)[:, None]
