@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from llmkit import kernels
+from llmkit.spec import ModelSpec
 
 
 class Proj(ctypes.Structure):
@@ -154,10 +155,10 @@ PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its D
 CHUNK_BYTES = 16 << 20  # the C step's activations of one call: a longer prompt goes in several calls
 
 
-def row_bytes(spec) -> int:
+def row_bytes(spec: ModelSpec) -> int:
     """The activations cpu.c's decode_rows holds per token: x, h, q, k, v, attention, gate, up, cos and sin."""
-    s = spec
-    return 4 * (3 * s.d_model + 2 * s.n_heads * s.d_head + 2 * s.kv_heads * s.d_head + 2 * s.d_ff + s.d_head)
+    q, kv = spec.n_heads * spec.d_head, spec.kv_heads * spec.d_head
+    return 4 * (3 * spec.d_model + 2 * q + 2 * kv + 2 * spec.d_ff + spec.d_head)
 
 
 def decode_step(model: nn.Module, input_ids: torch.Tensor, cache, last_only: bool = False) -> torch.Tensor | None:
