@@ -267,7 +267,7 @@ static void dot4_f32(const float *const w[ROWS], const float *x, int64_t K, floa
  * pf_every-th cache line from line pf_phase, so that the passes over one tile share its successor's lines. */
 #define MR_MAX 6
 #define PREFETCH_ROWS 8 /* how far ahead (weight rows) a tile prefetches */
-#define NO_PREFETCH (1 << 30)
+#define NO_PREFETCH (1 << 30) /* as pf_every (a constant): no prefetch code in the loop */
 static inline __attribute__((always_inline)) void dot2xR_f32(const float *w0, const float *w1, const float *x,
                                                               int64_t K, int64_t k0, int64_t k1, const int R,
                                                               const float *pf0, const float *pf1, int pf_phase,
@@ -309,22 +309,18 @@ static inline __attribute__((always_inline)) void dot2xR_f32(const float *w0, co
         for (int m = 0; m < R; m++) out[m][0] += w0[k] * x[m * K + k], out[m][1] += w1[k] * x[m * K + k];
 }
 
-/* dot2xR_f32 compiled for each R (a constant, so its accumulators stay in registers); NO_PREFETCH: no prefetch
- * code in the loop */
-#define DOT2_SWITCH(R, PF_EVERY)                                                                                \
-    switch (R) {                                                                                               \
-    case 1: dot2xR_f32(w0, w1, x, K, k0, k1, 1, pf0, pf1, pf_phase, PF_EVERY, carry, out); break;              \
-    case 2: dot2xR_f32(w0, w1, x, K, k0, k1, 2, pf0, pf1, pf_phase, PF_EVERY, carry, out); break;              \
-    case 3: dot2xR_f32(w0, w1, x, K, k0, k1, 3, pf0, pf1, pf_phase, PF_EVERY, carry, out); break;              \
-    case 4: dot2xR_f32(w0, w1, x, K, k0, k1, 4, pf0, pf1, pf_phase, PF_EVERY, carry, out); break;              \
-    case 5: dot2xR_f32(w0, w1, x, K, k0, k1, 5, pf0, pf1, pf_phase, PF_EVERY, carry, out); break;              \
-    default: dot2xR_f32(w0, w1, x, K, k0, k1, MR_MAX, pf0, pf1, pf_phase, PF_EVERY, carry, out); break;        \
+/* dot2xR_f32 over all of k, compiled for each R (a constant, so its accumulators stay in registers): tile_f32's */
+static void dot2_rows_f32(const float *w0, const float *w1, const float *x, int64_t K, int R, const float *pf0,
+                          const float *pf1, int pf_phase, int pf_every, float out[MR_MAX][2]) {
+    const int64_t K8 = K & ~(int64_t)7;
+    switch (R) {
+    case 1: dot2xR_f32(w0, w1, x, K, 0, K8, 1, pf0, pf1, pf_phase, pf_every, NULL, out); break;
+    case 2: dot2xR_f32(w0, w1, x, K, 0, K8, 2, pf0, pf1, pf_phase, pf_every, NULL, out); break;
+    case 3: dot2xR_f32(w0, w1, x, K, 0, K8, 3, pf0, pf1, pf_phase, pf_every, NULL, out); break;
+    case 4: dot2xR_f32(w0, w1, x, K, 0, K8, 4, pf0, pf1, pf_phase, pf_every, NULL, out); break;
+    case 5: dot2xR_f32(w0, w1, x, K, 0, K8, 5, pf0, pf1, pf_phase, pf_every, NULL, out); break;
+    default: dot2xR_f32(w0, w1, x, K, 0, K8, MR_MAX, pf0, pf1, pf_phase, pf_every, NULL, out); break;
     }
-static void dot2_rows_f32(const float *w0, const float *w1, const float *x, int64_t K, int64_t k0, int64_t k1, int R,
-                          const float *pf0, const float *pf1, int pf_phase, int pf_every,
-                          float (*carry)[MR_MAX][2][8], float out[MR_MAX][2]) {
-    if (pf_every == NO_PREFETCH) { DOT2_SWITCH(R, NO_PREFETCH) }
-    else { DOT2_SWITCH(R, pf_every) }
 }
 
 static void dot4_bf16(const uint16_t *const w[ROWS], const float *x, int64_t K, float out[ROWS]) {
@@ -528,8 +524,8 @@ static void tile_f32(const product_t *p, int64_t n0) {
         const int R = (int)((p->mc - m + passes - pass - 1) / (passes - pass));
         for (int half = 0; half < ROWS; half += 2) {
             float v[MR_MAX][2];
-            dot2_rows_f32(w[half], w[half + 1], x + m * p->K, p->K, 0, p->K & ~(int64_t)7, R, w[half] + ahead,
-                          w[half + 1] + ahead, pass, passes, NULL, v);
+            dot2_rows_f32(w[half], w[half + 1], x + m * p->K, p->K, R, w[half] + ahead, w[half + 1] + ahead, pass,
+                          passes, v);
             for (int i = 0; i < R; i++)
                 for (int r = 0; r < 2 && n0 + half + r < p->N; r++) {
                     float *out = y + (m + i) * p->N + n0 + half + r;
@@ -734,7 +730,7 @@ static int run_products(product_t *ps, int count, const float *x, int64_t M) {
         sxq = malloc(chunk * nb * sizeof(float));
         if (!xq || !sx || !sxq) { free(xq); free(sx); free(sxq); return -2; }
     }
-    if (span && converted && !(blocks = malloc((pool.n > 1 ? pool.n : 1) * GEMM_BLOCK * K * sizeof(float))))
+    if (span && converted && !(blocks = malloc(pool.n * GEMM_BLOCK * K * sizeof(float))))
         return -2;
     for (int64_t m0 = 0; m0 < M; m0 += chunk) {
         const int64_t mc = M - m0 < chunk ? M - m0 : chunk;
@@ -1091,7 +1087,7 @@ static void task_attend_tiles(void *ctx, int ith, int nth) {
 /* The M rows' attention (see causal_args): 0, or -2 (out of memory). */
 static int attend_causal(causal_args *a) {
     a->L16 = (a->pos + a->M + 15) & ~(int64_t)15;
-    const int64_t threads = pool.n > 1 ? pool.n : 1;
+    const int64_t threads = pool.n; /* 1 without workers */
 #ifdef LLMKIT_AVX2
     if (a->M >= ATTN_TILE_MIN_ROWS && a->window == 0 && a->D % 16 == 0 && a->D <= 256) {
         a->kt = aligned_alloc(32, a->KV * a->D * a->L16 * sizeof(float));
